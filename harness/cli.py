@@ -1,0 +1,197 @@
+"""`membench`: a thin click layer over keyword-argument functions. The one place where harness meets reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from harness import metrics
+from harness.case import Record
+from harness.errors import UserError
+from harness.registry import REGISTRY
+from harness.runner import open_store, run_suite, select
+from harness.store import RESULTS_ROOT, load, load_manifests, resolve_run
+from harness.suite import list_suites, load_suite, resolve_suite_path
+
+console = Console(highlight=False, soft_wrap=True)
+STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow", "oom": "magenta", "skipped": "dim"}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """membench: measure memory in AI systems, beside each case's analytic cost."""
+
+
+@cli.command("list")
+@click.argument("what", type=click.Choice(["workloads", "impls", "suites", "all"]), default="all")
+def list_command(what: str) -> None:
+    """List registered workloads, implementations, or the suites membench can find."""
+    REGISTRY.load()
+    if what in ("workloads", "all"):
+        table = Table("workload", "family", "params (default)", "sweep", title="workloads")
+        for name, w in sorted(REGISTRY.workloads.items()):
+            params = ", ".join(f"{p.name}={p.default}" for p in w.params)
+            table.add_row(name, w.family, params, w.sweep_param)
+        console.print(table)
+    if what in ("impls", "all"):
+        table = Table("workload", "impl", "devices", "baseline", "what", title="implementations")
+        for workload in sorted(REGISTRY.impls):
+            for name, impl in sorted(REGISTRY.impls[workload].items()):
+                table.add_row(workload, name, ",".join(impl.devices), "yes" if impl.baseline else "", impl.description)
+        console.print(table)
+    if what in ("suites", "all"):
+        table = Table("suite", "path", title="suites")
+        for name in list_suites():
+            table.add_row(name, str(resolve_suite_path(name)))
+        console.print(table)
+
+
+@cli.command("run")
+@click.option("--suite", "suite_name", default=None, help="Suite name (in suites/) or path to a YAML file. "
+              "Default: gpu when CUDA is available, else smoke.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Run every case on this device.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default results/<run-id>).")
+@click.option("--resume", is_flag=True, help="Continue --out (or the latest run of this suite): only unfinished cases.")
+@click.option("--filter", "patterns", multiple=True, help="Regular expression a case id must match (repeatable).")
+@click.option("--report/--no-report", default=False, help="Render the HTML report when the run ends.")
+def run_command(suite_name: str | None, device: str | None, out: Path | None, resume: bool,
+                patterns: tuple[str, ...], report: bool) -> None:
+    """Run a suite; each finished case is appended to records.jsonl at once."""
+    suite = load_suite(suite_name or _default_suite(), REGISTRY.load(), device=device)
+    store = open_store(suite, out, resume, RESULTS_ROOT)
+    console.print(f"[bold]membench[/] suite [cyan]{suite.name}[/] ({len(suite.cases)} cases, "
+                  f"isolation={suite.settings.isolation}) -> {store.folder}")
+    result = _run_with_progress(suite, store, patterns)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing to run"
+    if result.skipped_finished:
+        counts += f"; {result.skipped_finished} already finished"
+    console.print(f"run: {store.folder}  ({counts})")
+    if report:
+        index = build_report([store.folder], store.folder / "report")
+        console.print(f"report: {index.resolve()}")
+
+
+def _run_with_progress(suite, store, patterns):
+    columns = (SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def on_start(case):
+            if progress.tasks[task].total is None:
+                finished = store.finished()
+                progress.update(task, total=sum(1 for c in select(suite.cases, patterns) if c.id not in finished))
+            progress.update(task, description=escape(case.id))
+
+        def on_record(record: Record):
+            progress.advance(task)
+            progress.console.print(_record_line(record))
+
+        return run_suite(suite, store, patterns, on_start=on_start, on_record=on_record)
+
+
+def _record_line(record: Record) -> str:
+    style = STATUS_STYLE.get(record.status, "")
+    line = f"[{style}]{record.status:>7}[/] {escape(record.case)}"
+    latency = record.metrics.get("latency_s")
+    if latency:
+        line += f"  {_seconds(latency['value'])} ± {_seconds(latency['iqr'])}"
+    overhead = record.metrics.get("peak_memory_overhead_bytes")
+    if overhead:
+        line += f"  +{overhead['value'] / 2**20:.1f} MiB"
+    if record.error:
+        line += f"  [dim]{escape(record.error)}[/]"
+    return line
+
+
+def _seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def _default_suite() -> str:
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "smoke"
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Site folder.")
+@click.option("--build-time", default=None, help="Fix the build timestamp (for byte-identical sites).")
+def report_command(runs: tuple[str, ...], out_dir: Path, build_time: str | None) -> None:
+    """Render a static, offline HTML site from one or many runs (folders or run ids)."""
+    index = build_report([resolve_run(r) for r in runs], out_dir, build_time)
+    console.print(f"report: {index.resolve()}")
+
+
+def build_report(folders: list[Path], out_dir: Path, build_time: str | None = None) -> Path:
+    """Join the store's data to the report: reports imports nothing from the harness."""
+    from reports import build_site
+
+    REGISTRY.load()
+    records = load(folders)
+    if records.empty:
+        raise UserError(f"no records in {', '.join(map(str, folders))}: nothing to report")
+    info = {name: w.info() for name, w in REGISTRY.workloads.items()}
+    return build_site(records, load_manifests(folders), out_dir, metrics.all_specs(), info, build_time)
+
+
+@cli.command("export")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--parquet", "fmt", flag_value="parquet", default=True, help="Write Parquet (default).")
+@click.option("--csv", "fmt", flag_value="csv", help="Write CSV.")
+@click.option("-o", "--out", "out_file", type=click.Path(path_type=Path), default=None,
+              help="Output file (default: <first run>/records.<fmt>).")
+def export_command(runs: tuple[str, ...], fmt: str, out_file: Path | None) -> None:
+    """Export the records of one or many runs as one table (one row per case, one column per metric)."""
+    folders = [resolve_run(r) for r in runs]
+    out_file = out_file or folders[0] / f"records.{fmt}"
+    export(folders, out_file, fmt)
+    console.print(f"exported: {out_file}")
+
+
+def export(folders: list[Path], out_file: Path, fmt: str) -> None:
+    frame = load(folders)
+    # nested columns (params dict, reason lists) go out as JSON text so every format can hold them
+    for column in ("params", "validity_reasons"):
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out_file, index=False) if fmt == "parquet" else frame.to_csv(out_file, index=False)
+
+
+def main() -> None:
+    """Entry point: a user's mistake is one paragraph on stderr and exit code 2, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

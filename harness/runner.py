@@ -1,0 +1,133 @@
+"""Drive a suite: order cases, skip finished ones, run each (isolated or inline), append its record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import environment
+from harness.case import Case, Record
+from harness.collectors import energy
+from harness.errors import UserError
+from harness.isolation import execute
+from harness.registry import REGISTRY
+from harness.store import RESULTS_ROOT, RunStore, latest_run, new_run_id
+from harness.suite import Suite
+from harness.worker import CaseSpec
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    counts: Counter = field(default_factory=Counter)
+    skipped_finished: int = 0
+
+
+def select(cases: Iterable[Case], patterns: Iterable[str]) -> list[Case]:
+    """Keep cases whose id matches every --filter regular expression (re.search)."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise UserError(f"--filter {pattern!r} is not a valid regular expression: {exc}") from None
+    return [c for c in cases if all(p.search(c.id) for p in compiled)]
+
+
+def baseline_first(cases: list[Case]) -> list[Case]:
+    """Within each group of cases sharing inputs, run the baseline impl first so its error can be reused."""
+    def rank(indexed: tuple[int, Case]) -> tuple:
+        index, case = indexed
+        baseline = REGISTRY.baseline_of(case.workload)
+        first_of_group = min(i for i, c in enumerate(cases) if _group(c) == _group(case))
+        return (first_of_group, baseline is None or case.impl != baseline.name, index)
+
+    return [c for _, c in sorted(enumerate(cases), key=rank)]
+
+
+def _group(case: Case) -> tuple:
+    return (case.workload, tuple(sorted(case.params)), case.device, case.seed)
+
+
+def _record_group(record: dict) -> tuple:
+    return (record["workload"], tuple(sorted(record["params"].items())), record["device"], record["seed"])
+
+
+def open_store(suite: Suite, out: Path | None, resume: bool, root: Path = RESULTS_ROOT) -> RunStore:
+    """A new run folder, or with resume the given (or latest) run of this suite."""
+    if resume:
+        folder = out or latest_run(root, suite.name)
+        if folder is None:
+            raise UserError(f"--resume: no earlier run of suite {suite.name!r} under {root}/; pass --out RUN_FOLDER")
+        store = RunStore.open(folder)
+        manifest = store.manifest()
+        if manifest.get("suite", {}).get("sha256") != suite.sha256:
+            manifest.setdefault("warnings", []).append("suite file changed between the first start and a resume")
+        manifest.setdefault("resumed_at", []).append(_now())
+        store.write_manifest(manifest)
+        return store
+    run_id = new_run_id()
+    folder = out or root / run_id
+    manifest = {"run": run_id, "suite": suite.to_json(), "started_at": _now(), "finished_at": None,
+                "environment": environment.fingerprint(), "counts": {}}
+    return RunStore.create(folder, manifest)
+
+
+def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
+              on_start: Callable[[Case], None] | None = None,
+              on_record: Callable[[Record], None] | None = None) -> RunResult:
+    """Run every selected case not yet in the store; each finished case is appended before the next starts."""
+    manifest = store.manifest()
+    finished = store.finished()
+    cases = baseline_first(select(suite.cases, patterns))
+    todo = [c for c in cases if c.id not in finished]
+    result = RunResult(store.folder, skipped_finished=len(cases) - len(todo))
+    baseline_errors = {_record_group(r): r["metrics"]["quality.rel_l2_error"]["value"]
+                       for r in finished.values() if _is_ok_baseline(r)}
+    idle = _idle_power(manifest, {c.device for c in todo}, suite.settings.energy_window_s)
+    store.write_manifest(manifest)
+    for case in todo:
+        if on_start:
+            on_start(case)
+        spec = CaseSpec(manifest["run"], case, suite.settings, suite.plugins,
+                        baseline_error=baseline_errors.get(_group(case)), idle_power=idle.get(case.device))
+        record = execute(spec)
+        store.append(record)
+        result.counts[record.status] += 1
+        if _is_ok_baseline(record.to_json()):
+            baseline_errors[_group(case)] = record.metrics["quality.rel_l2_error"]["value"]
+        if on_record:
+            on_record(record)
+    manifest = store.manifest()
+    manifest["finished_at"] = _now()
+    manifest["counts"] = dict(Counter(r["status"] for r in store.records()))
+    store.write_manifest(manifest)
+    return result
+
+
+def _is_ok_baseline(record: dict) -> bool:
+    baseline = REGISTRY.baseline_of(record["workload"])
+    return (baseline is not None and record["impl"] == baseline.name and record["status"] == "ok"
+            and "quality.rel_l2_error" in record["metrics"])
+
+
+def _idle_power(manifest: dict, devices: set[str], window_s: float) -> dict[str, dict]:
+    """Idle power per device kind, measured once per run (or reused from the manifest on resume)."""
+    idle = manifest.setdefault("idle_power", {})
+    for device in sorted(devices):
+        if device in idle:
+            continue
+        counter = energy.counter_for(device)
+        if isinstance(counter, str):
+            manifest.setdefault("energy_unavailable", {})[device] = counter
+            continue
+        idle[device] = energy.idle_power_w(counter, max(window_s, 1.0))
+    return idle
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

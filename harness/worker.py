@@ -1,0 +1,164 @@
+"""Run one case and return its Record: the ten-line recipe, in-process or inside an isolated worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.case import Case, Record, one_line
+from harness.collectors import device_state, energy, memory, timing
+from harness.registry import REGISTRY, Check, Implementation, Workload
+from harness.suite import Settings
+from harness.validity import validity
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """Everything a worker needs to run one case; pickled to the worker process."""
+
+    run: str
+    case: Case
+    settings: Settings
+    plugins: tuple[str, ...] = ()
+    baseline_error: float | None = None  # from the baseline impl's record, when it already ran
+    idle_power: dict | None = None  # measured once per run by the runner
+    energy_unavailable: str = "no energy counter on this device"
+    extra: dict = field(default_factory=dict)
+
+
+def run_case(spec: CaseSpec) -> Record:
+    """Resolve, check correctness, then measure; any failure becomes a record with a one-line reason."""
+    started, t0 = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.monotonic()
+    case = spec.case
+    try:
+        REGISTRY.load(spec.plugins)
+        workload, impl = REGISTRY.workload(case.workload), REGISTRY.impl(case.workload, case.impl)
+        skip = _skip_reason(workload, impl, case)
+        if skip:
+            record = Record.for_case(spec.run, case, "skipped", error=skip)
+        else:
+            record = _measure(spec, workload, impl, deadline=t0 + spec.settings.timeout_s)
+    except timing.CaseTimeout as exc:
+        record = Record.for_case(spec.run, case, "timeout", error=f"{exc} (timeout_s={spec.settings.timeout_s})")
+    except MemoryError as exc:
+        record = Record.for_case(spec.run, case, "oom", error=one_line(f"MemoryError: {exc}"))
+    except Exception as exc:
+        status = "oom" if _is_oom(exc) else "failed"
+        record = Record.for_case(spec.run, case, status, error=one_line(f"{type(exc).__name__}: {exc}"))
+    record.started_at, record.wall_s = started, round(time.monotonic() - t0, 4)
+    if not record.workload_version and case.workload in REGISTRY.workloads:
+        record.workload_version = REGISTRY.workloads[case.workload].version()
+    return record
+
+
+def _skip_reason(workload: Workload, impl: Implementation, case: Case) -> str | None:
+    if case.device not in impl.devices:
+        return f"{impl.name} runs on {', '.join(impl.devices)}, not {case.device}"
+    if case.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+    return workload.unsupported(impl.name, case.param_dict(), case.device)
+
+
+def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline: float) -> Record:
+    case, settings, params = spec.case, spec.settings, spec.case.param_dict()
+    sync = _synchronizer(case.device)
+    inputs = _input_sets(workload, params, case, spec)
+    call = lambda i: impl.fn(inputs[i], params)  # noqa: E731 — the timed region is this closure
+    plan = timing.TimingPlan(settings.warmup_s, settings.min_repeats, settings.min_time_s,
+                             settings.max_repeats, deadline)
+    before = device_state.snapshot(case.device)
+    warmup_calls = timing.warm_up(call, plan, len(inputs), sync)
+    output, metrics = _peak_memory(lambda: call(0), case.device, settings.isolation)
+    check = _check(workload, output, inputs[0], params, spec, impl)
+    version = workload.version()
+    if not check.passed:
+        error = f"correctness check failed: error {check.error:.3g} > tolerance {check.tolerance:.3g} ({check.rule})"
+        return Record.for_case(spec.run, case, "failed", error=error, workload_version=version,
+                               metrics={"quality.rel_l2_error": _quality_metric(check)})
+    del output
+    timer = timing.time_cuda if case.device == "cuda" else timing.time_cpu
+    samples = timer(call, plan, len(inputs))
+    metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs))
+    metrics["quality.rel_l2_error"] = _quality_metric(check)
+    unmeasured = _energy(spec, call, len(inputs), sync, metrics)
+    cost = workload.cost(params, impl.name)
+    record = Record.for_case(spec.run, case, "ok", metrics=metrics, unmeasured=unmeasured,
+                             model=_model(cost, metrics["latency_s"]["value"]), workload_version=version,
+                             device_state={"before": before, "after": device_state.snapshot(case.device)})
+    record.validity = validity(record, samples)
+    return record
+
+
+def _input_sets(workload: Workload, params: dict, case: Case, spec: CaseSpec) -> list[Any]:
+    """One input set on CPU; on CUDA enough sets (seed, seed+1, ...) to exceed twice the L2 cache."""
+    first = workload.inputs(params, case.device, case.seed)
+    if case.device != "cuda":
+        return [first]
+    import torch
+
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
+    n = min(8, max(1, math.ceil(2 * l2 / max(workload.input_bytes(first), 1))))
+    return [first] + [workload.inputs(params, case.device, case.seed + i) for i in range(1, n)]
+
+
+def _peak_memory(call: Any, device: str, isolation: str) -> tuple[Any, dict]:
+    if device == "cuda":
+        return memory.cuda_peak(call)
+    return memory.cpu_peak(call, isolation)
+
+
+def _check(workload: Workload, output: Any, inputs: Any, params: dict, spec: CaseSpec,
+           impl: Implementation) -> Check:
+    """Hold the output to DESIGN's 2x rule against the baseline implementation's error on the same inputs."""
+    reference = workload.reference(inputs, params)
+    baseline_error = None
+    if not impl.baseline:
+        baseline_error = spec.baseline_error
+        baseline = REGISTRY.baseline_of(workload.name)
+        if baseline_error is None and baseline is not None:
+            baseline_error = workload.check(baseline.fn(inputs, params), reference, None).error
+    return workload.check(output, reference, baseline_error)
+
+
+def _quality_metric(check: Check) -> dict:
+    value = check.error if math.isfinite(check.error) else 1e300
+    return {"value": value, "unit": "1", "source": "check", "tolerance": check.tolerance, "rule": check.rule}
+
+
+def _energy(spec: CaseSpec, call: Any, n_inputs: int, sync: Any, metrics: dict) -> dict[str, str]:
+    counter = energy.counter_for(spec.case.device)
+    if isinstance(counter, str) or spec.idle_power is None:
+        return {"energy_j": counter if isinstance(counter, str) else spec.energy_unavailable}
+    value, reason = energy.energy_per_call(counter, call, n_inputs, sync, spec.settings.energy_window_s,
+                                           spec.idle_power)
+    if value is None:
+        return {"energy_j": reason}
+    metrics["energy_j"] = value
+    return {}
+
+
+def _model(cost: Any, latency_s: float) -> dict:
+    """Analytic cost beside the measurement, and the rates it implies (the hardware models add predictions)."""
+    model = cost.to_json()
+    model["achieved_flops_per_s"] = cost.flops / latency_s
+    model["achieved_bytes_per_s"] = cost.total_bytes / latency_s
+    return model
+
+
+def _synchronizer(device: str) -> Any:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()

@@ -1,0 +1,97 @@
+"""Table cells that carry their provenance.
+
+A number in a benchmark report is only as good as how it was measured, so every metric cell keeps the
+source, sample count, IQR and note next to the formatted value (shown on hover and as a footnote).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reports.format import MISSING, as_float, as_text, data_value, format_quantity
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One rendered table cell: display text, raw sort value, hover title and optional footnote."""
+
+    text: str
+    value: str = ""
+    title: str = ""
+    spread: str = ""
+    footnote: str | None = None
+    missing: bool = False
+
+
+def metric_unit(metric: str, row: Mapping[str, Any], specs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Unit from the metric spec, falling back to the record's own `M__unit` column."""
+    spec_unit = as_text(specs.get(metric, {}).get("unit"))
+    return spec_unit or as_text(row.get(f"{metric}__unit")) or ""
+
+
+def provenance_title(metric: str, row: Mapping[str, Any], unit: str) -> str:
+    """'source: perf_counter_ns · n=37 · IQR 0.12 ms · note' from the record's detail columns."""
+    parts = []
+    source = as_text(row.get(f"{metric}__source"))
+    if source:
+        parts.append(f"source: {source}")
+    n = as_float(row.get(f"{metric}__n"))
+    if n is not None:
+        parts.append(f"n={n:.0f}")
+    iqr = as_float(row.get(f"{metric}__iqr"))
+    if iqr is not None:
+        parts.append(f"IQR {format_quantity(iqr, unit)}")
+    note = as_text(row.get(f"{metric}__note"))
+    if note:
+        parts.append(note)
+    return " · ".join(parts) if parts else f"{metric}: no provenance recorded"
+
+
+def footnote_text(metric: str, row: Mapping[str, Any], label: str) -> str:
+    """Footnote body: how a metric was measured, without the per-row numbers (n, IQR)."""
+    source = as_text(row.get(f"{metric}__source")) or "unknown source"
+    note = as_text(row.get(f"{metric}__note"))
+    return f"{label}: measured by {source}" + (f" — {note}" if note else "")
+
+
+def metric_cell(
+    metric: str,
+    row: Mapping[str, Any],
+    specs: Mapping[str, Mapping[str, Any]],
+    *,
+    with_spread: bool = False,
+) -> tuple[Cell, str | None]:
+    """Build the cell for metric M of one record, plus the footnote text it should point at.
+
+    A NaN value is never shown as 0: it becomes an em dash whose title is the recorded
+    `M__missing` reason, or the row's status when the case did not run.
+    """
+    label = as_text(specs.get(metric, {}).get("label")) or metric
+    value = as_float(row.get(metric))
+    if value is None:
+        reason = as_text(row.get(f"{metric}__missing"))
+        if reason:
+            cell = Cell(MISSING, title=f"not measured: {reason}", missing=True)
+            return cell, f"{label}: not measured — {reason}"
+        status = as_text(row.get("status")) or "unknown"
+        why = "not recorded" if status == "ok" else f"case {status}"
+        return Cell(MISSING, title=f"no value ({why})", missing=True), None
+    unit = metric_unit(metric, row, specs)
+    spread = ""
+    if with_spread:
+        iqr = as_float(row.get(f"{metric}__iqr"))
+        spread = f"± {format_quantity(iqr, unit)}" if iqr is not None else ""
+    cell = Cell(format_quantity(value, unit), data_value(value), provenance_title(metric, row, unit), spread)
+    return cell, footnote_text(metric, row, label)
+
+
+def model_cell(column: str, row: Mapping[str, Any], unit: str, what: str) -> tuple[Cell, str | None]:
+    """Cell for an analytic model value; its provenance is the cost model, not a measurement."""
+    value = as_float(row.get(column))
+    if value is None:
+        return Cell(MISSING, title=f"no analytic {what} for this case", missing=True), None
+    title = f"analytic model ({column}), computed from the case parameters, not measured"
+    note = f"{what.capitalize()}: analytic cost model ({column}), not a measurement"
+    return Cell(format_quantity(value, unit), data_value(value), title), note

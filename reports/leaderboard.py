@@ -1,0 +1,279 @@
+"""Rank implementations into plain leaderboard rows, one table per parameter configuration.
+
+Ranking lives here, away from HTML, so that other outputs (markdown, claims pages) can reuse it.
+Only ok and valid cases with a primary value are ranked; everything else is listed after them with
+the reason, because a failed or invalid case must never look like a winner.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from reports.cells import Cell, metric_cell, model_cell
+from reports.format import MISSING, as_float, as_text, data_value, format_ratio, is_missing
+
+EXTRA_METRICS = ("peak_memory_overhead_bytes", "peak_memory_bytes", "energy_j")
+FOOTPRINT = "model.footprint_bytes"
+STATUS_ORDER = ("ok", "failed", "timeout", "oom", "skipped")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column; `key` is a metric name or one of rank/impl/status/ratio."""
+
+    key: str
+    label: str
+    title: str = ""
+    numeric: bool = True
+    role: str = "metric"  # rank | impl | primary | metric | model | status | ratio; used for styling
+    sublabel: str = ""
+
+
+@dataclass
+class Row:
+    """One implementation in one table, with cells keyed by column key."""
+
+    impl: str
+    case: str
+    status: str
+    rank: int | None
+    error: str | None
+    valid: bool
+    reasons: list[str]
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    """One leaderboard: all implementations of a workload at one parameter configuration."""
+
+    id: str
+    params: list[tuple[str, str]]
+    device: str
+    columns: list[Column]
+    rows: list[Row]
+
+    @property
+    def heading(self) -> str:
+        """'seq=4096 · heads=4 @ cpu': the configuration this table compares implementations at."""
+        params = " · ".join(f"{k}={v}" for k, v in self.params) or "default parameters"
+        return f"{params} @ {self.device}" if self.device else params
+
+
+@dataclass
+class Leaderboards:
+    """All tables of one workload in one run, sharing one numbered list of provenance footnotes."""
+
+    id: str
+    tables: list[Table]
+    footnotes: list[str]
+
+
+def slug(text: str) -> str:
+    """Filesystem- and id-safe form of a name; deterministic so ids never change between builds."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def param_columns(df: pd.DataFrame, info: Mapping[str, Any]) -> list[str]:
+    """`param.*` columns that vary within this workload: declared order first, then any others."""
+    declared = [f"param.{p}" for p in info.get("params", []) if f"param.{p}" in df.columns]
+    others = sorted(c for c in df.columns if c.startswith("param.") and c not in declared)
+    return declared + [c for c in others if df[c].notna().any()]
+
+
+def value_sort_key(value: Any) -> tuple:
+    """Order mixed parameter values: numbers numerically, then strings, then missing."""
+    if is_missing(value):
+        return (2, "")
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def display_value(value: Any) -> str:
+    """Param values as in the case id: 4, not 4.0 (a column turns float when other workloads lack it)."""
+    if is_missing(value):
+        return MISSING
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def group_records(records: Iterable[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]]:
+    """Group rows by the given columns, groups sorted by their values (NaN-safe, type-safe)."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        key = tuple(_hashable(rec.get(k)) for k in keys)
+        groups.setdefault(key, []).append(rec)
+    return sorted(groups.items(), key=lambda kv: [value_sort_key(v) for v in kv[0]])
+
+
+def _hashable(value: Any) -> Any:
+    """Group key for a cell: None when missing, repr for unhashable values such as lists."""
+    if is_missing(value):
+        return None
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def is_valid(rec: Mapping[str, Any]) -> bool:
+    """A missing `valid` flag counts as valid; only an explicit False marks a case invalid."""
+    value = rec.get("valid", True)
+    return True if is_missing(value) else bool(value)
+
+
+def as_list(value: Any) -> list[str]:
+    """Validity reasons arrive as a list, a numpy array (from parquet), a string, or nothing."""
+    if value is None or (not hasattr(value, "__len__") and is_missing(value)):
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def is_rankable(rec: Mapping[str, Any], primary: str) -> bool:
+    """Only ok, valid cases with a measured primary value may be ranked."""
+    return rec.get("status") == "ok" and is_valid(rec) and as_float(rec.get(primary)) is not None
+
+
+def rank_records(records: list[dict], primary: str, direction: str) -> list[tuple[int | None, dict]]:
+    """Competition ranking (1, 1, 3) of rankable rows by the primary metric, then the rest unranked."""
+    sign = -1.0 if direction == "higher" else 1.0
+    ranked = sorted(
+        (r for r in records if is_rankable(r, primary)),
+        key=lambda r: (sign * float(r[primary]), str(r.get("impl")), str(r.get("case"))),
+    )
+    out: list[tuple[int | None, dict]] = []
+    for i, rec in enumerate(ranked):
+        tied = i > 0 and float(rec[primary]) == float(ranked[i - 1][primary])
+        out.append((out[-1][0] if tied else i + 1, rec))
+    rest = [r for r in records if not is_rankable(r, primary)]
+
+    def rest_key(r: dict) -> tuple:
+        status = str(r.get("status"))
+        order = STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+        return (order, str(r.get("impl")), str(r.get("case")))
+
+    out.extend((None, r) for r in sorted(rest, key=rest_key))
+    return out
+
+
+def shown_metrics(df: pd.DataFrame, primary: str) -> list[str]:
+    """Secondary metric columns: present, and either measured or explained for some row."""
+    quality = sorted(c for c in df.columns if c.startswith("quality.") and "__" not in c)
+    candidates = [*EXTRA_METRICS, *quality]
+    shown = []
+    for m in candidates:
+        if m == primary or m not in df.columns:
+            continue
+        reasons = df.get(f"{m}__missing")
+        if df[m].notna().any() or (reasons is not None and reasons.notna().any()):
+            shown.append(m)
+    return shown
+
+
+def build_columns(primary: str, metrics: list[str], specs: Mapping[str, Mapping[str, Any]],
+                  with_footprint: bool) -> list[Column]:
+    """Column list in display order, with header tooltips explaining each one."""
+    def label(m: str) -> str:
+        return str(specs.get(m, {}).get("label") or m)
+
+    direction = specs.get(primary, {}).get("direction", "lower")
+    cols = [
+        Column("rank", "#", f"rank by {label(primary)}, {direction} is better", role="rank"),
+        Column("impl", "impl", "implementation; hover for the case id", numeric=False, role="impl"),
+        Column(primary, label(primary), f"median of samples ± IQR; {direction} is better",
+               role="primary", sublabel="± IQR" if "median" in label(primary).lower() else "median ± IQR"),
+    ]
+    cols += [Column(m, label(m), m) for m in metrics]
+    if with_footprint:
+        cols.append(Column(FOOTPRINT, "Footprint", "minimum memory footprint from the cost model",
+                           role="model", sublabel="analytic"))
+    cols.append(Column("status", "status", "case status and validity", numeric=False, role="status"))
+    cols.append(Column("ratio", "× best", f"{label(primary)} ÷ best ranked {label(primary)}", role="ratio"))
+    return cols
+
+
+class _Footnotes:
+    """Numbers distinct provenance texts across a workload's tables so identical notes share one marker."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, cell: Cell, text: str | None) -> Cell:
+        if text is None:
+            return cell
+        if text not in self.texts:
+            self.texts.append(text)
+        return replace(cell, footnote=str(self.texts.index(text) + 1))
+
+
+def build_row(rank: int | None, rec: dict, columns: list[Column], specs: Mapping[str, Mapping[str, Any]],
+              best: float | None, notes: _Footnotes) -> Row:
+    """Turn one record into a Row whose cells are formatted and annotated with provenance."""
+    status = as_text(rec.get("status")) or "unknown"
+    row = Row(impl=str(rec.get("impl")), case=str(rec.get("case")), status=status, rank=rank,
+              error=as_text(rec.get("error")), valid=is_valid(rec),
+              reasons=as_list(rec.get("validity_reasons")))
+    primary = next(c.key for c in columns if c.role == "primary")
+    unranked_why = _unranked_reason(row, primary)
+    for col in columns:
+        if col.key == "rank":
+            cell = Cell(str(rank), str(rank)) if rank is not None else Cell(MISSING, title=unranked_why)
+        elif col.key == "impl":
+            cell = Cell(row.impl, row.impl, title=row.case)
+        elif col.key == "status":
+            cell = Cell(status, str(STATUS_ORDER.index(status) if status in STATUS_ORDER else 9))
+        elif col.key == "ratio":
+            cell = _ratio_cell(as_float(rec.get(primary)), best, status)
+        elif col.key == FOOTPRINT:
+            cell = notes.mark(*model_cell(FOOTPRINT, rec, "B", "footprint"))
+        else:
+            cell = notes.mark(*metric_cell(col.key, rec, specs, with_spread=col.key == primary))
+        row.cells[col.key] = cell
+    return row
+
+
+def _unranked_reason(row: Row, primary: str) -> str:
+    if row.status != "ok":
+        return f"not ranked: case {row.status}"
+    if not row.valid:
+        return "not ranked: invalid result"
+    return f"not ranked: no {primary} value"
+
+
+def _ratio_cell(value: float | None, best: float | None, status: str) -> Cell:
+    if value is None or best is None or best == 0 or status != "ok":
+        return Cell(MISSING, title="no ratio: no value or no ranked best")
+    ratio = value / best
+    return Cell(format_ratio(ratio), data_value(ratio), title=f"{value:.6g} ÷ best {best:.6g}")
+
+
+def build_tables(df: pd.DataFrame, workload: str, info: Mapping[str, Any],
+                 specs: Mapping[str, Mapping[str, Any]], id_prefix: str) -> Leaderboards:
+    """One Table per (params..., device) of a single workload's records, ranked by its primary metric."""
+    primary = str(info.get("primary_metric", "latency_s"))
+    direction = str(specs.get(primary, {}).get("direction", "lower"))
+    pcols = param_columns(df, info)
+    with_footprint = FOOTPRINT in df.columns and bool(df[FOOTPRINT].notna().any())
+    columns = build_columns(primary, shown_metrics(df, primary), specs, with_footprint)
+    board_id = slug(f"{id_prefix}-{workload}-board")
+    notes = _Footnotes()
+    tables = []
+    for key, recs in group_records(df.to_dict("records"), [*pcols, "device"]):
+        ranked = rank_records(recs, primary, direction)
+        best = as_float(ranked[0][1].get(primary)) if ranked and ranked[0][0] is not None else None
+        rows = [build_row(rank, rec, columns, specs, best, notes) for rank, rec in ranked]
+        params = [(c.removeprefix("param."), display_value(v)) for c, v in zip(pcols, key[:-1], strict=True)]
+        device = display_value(key[-1]) if key[-1] is not None else ""
+        tables.append(Table(f"{board_id}-{len(tables) + 1}", params, device, columns, rows))
+    return Leaderboards(board_id, tables, notes.texts)

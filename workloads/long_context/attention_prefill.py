@@ -1,0 +1,106 @@
+"""Attention prefill: softmax(QKᵀ/√d)V over a whole prompt — where the O(n²) score matrix lives or doesn't."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.case import Cost, Param
+from harness.registry import Workload, implementation, register_workload
+from reference_impls.kernels import attention as attn
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+SDPA_BACKENDS = {"sdpa_math": "math", "sdpa_flash": "flash", "sdpa_efficient": "efficient", "sdpa_cudnn": "cudnn"}
+
+
+@register_workload
+class AttentionPrefill(Workload):
+    name = "attention_prefill"
+    family = "long_context"
+    description = ("Exact attention over a full prompt ([batch, heads, seq, head_dim] Q, K, V). "
+                   "Implementations differ in what they materialize: the whole score matrix, or tiles of it.")
+    sweep_param = "seq"
+    params = (
+        Param("seq", int, 1024, minimum=1, doc="tokens in the prompt (queries = keys)"),
+        Param("heads", int, 4, minimum=1),
+        Param("head_dim", int, 64, minimum=1),
+        Param("dtype", str, "float32", choices=tuple(DTYPES)),
+        Param("causal", bool, False),
+        Param("batch", int, 1, minimum=1),
+    )
+
+    def inputs(self, params: dict, device: str, seed: int) -> dict:
+        g = torch.Generator(device=device).manual_seed(seed)
+        shape = (params["batch"], params["heads"], params["seq"], params["head_dim"])  # [B, H, S, D]
+        dtype = DTYPES[params["dtype"]]
+        q, k, v = (torch.randn(shape, generator=g, device=device, dtype=torch.float32).to(dtype) for _ in range(3))
+        return {"q": q, "k": k, "v": v}
+
+    def reference(self, inputs: dict, params: dict) -> torch.Tensor:
+        return attn.attention_reference(inputs["q"], inputs["k"], inputs["v"], params["causal"])
+
+    def cost(self, params: dict, impl: str) -> Cost:
+        """FLOPs 4·b·h·s²·d (two matmuls; half when causal); minimum bytes: read Q, K, V and write O once."""
+        b, h, s, d = params["batch"], params["heads"], params["seq"], params["head_dim"]
+        element = torch.finfo(DTYPES[params["dtype"]]).bits // 8
+        flops = 4.0 * b * h * s * s * d * (0.5 if params["causal"] else 1.0)
+        io_bytes = 4.0 * b * h * s * d * element
+        workspace = _workspace_bytes(impl, b, h, s, d, element, params["causal"])
+        return Cost(flops, {"dram": io_bytes}, None if workspace is None else io_bytes + workspace)
+
+    def unsupported(self, impl: str, params: dict, device: str) -> str | None:
+        backend = SDPA_BACKENDS.get(impl)
+        if backend is None:
+            return None
+        return attn.sdpa_backend_available(backend, device, DTYPES[params["dtype"]], params["head_dim"])
+
+
+def _workspace_bytes(impl: str, b: int, h: int, s: int, d: int, element: int, causal: bool) -> float | None:
+    """Temporaries at peak beyond inputs and output; None where torch's internals decide (plain sdpa, and the
+    math backend, which upcasts 16-bit inputs and so uses more than naive)."""
+    if impl == "naive":
+        return attn.naive_workspace_bytes(b, h, s, d, element, causal)
+    if impl == "chunked":
+        return attn.chunked_workspace_bytes(b, h, s, d, element, causal)
+    if impl == "online_softmax":
+        return attn.online_softmax_workspace_bytes(b, h, s, d, element, causal)
+    if impl == "sdpa_flash":
+        return 4.0 * b * h * s  # the float32 log-sum-exp per query row (measured on an H100: + 1 KiB)
+    return None
+
+
+@implementation("attention_prefill", "naive", baseline=True)
+def naive(inputs: dict, params: dict) -> torch.Tensor:
+    """Materializes the [B, H, S, S] score matrix: the baseline every other implementation is held to."""
+    return attn.naive_attention(inputs["q"], inputs["k"], inputs["v"], params["causal"])
+
+
+@implementation("attention_prefill", "chunked")
+def chunked(inputs: dict, params: dict) -> torch.Tensor:
+    """Rabe & Staats: query chunks × key chunks with per-chunk summaries combined by log-sum-exp."""
+    return attn.chunked_attention(inputs["q"], inputs["k"], inputs["v"], params["causal"])
+
+
+@implementation("attention_prefill", "online_softmax")
+def online_softmax(inputs: dict, params: dict) -> torch.Tensor:
+    """FlashAttention-style tiling with a running max and denominator, in plain torch."""
+    return attn.online_softmax_attention(inputs["q"], inputs["k"], inputs["v"], params["causal"])
+
+
+@implementation("attention_prefill", "sdpa")
+def sdpa(inputs: dict, params: dict) -> torch.Tensor:
+    """torch.nn.functional.scaled_dot_product_attention with torch's own backend choice."""
+    return attn.sdpa_attention(inputs["q"], inputs["k"], inputs["v"], params["causal"])
+
+
+def _register_sdpa_backend(impl_name: str, backend: str, devices: tuple[str, ...]) -> None:
+    def run(inputs: dict, params: dict) -> torch.Tensor:
+        return attn.sdpa_attention(inputs["q"], inputs["k"], inputs["v"], params["causal"], backend=backend)
+
+    run.__doc__ = f"scaled_dot_product_attention forced onto its {backend!r} backend."
+    implementation("attention_prefill", impl_name, devices=devices)(run)
+
+
+_register_sdpa_backend("sdpa_math", "math", ("cpu", "cuda"))
+_register_sdpa_backend("sdpa_flash", "flash", ("cpu", "cuda"))
+_register_sdpa_backend("sdpa_efficient", "efficient", ("cuda",))
+_register_sdpa_backend("sdpa_cudnn", "cudnn", ("cuda",))
