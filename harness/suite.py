@@ -26,7 +26,7 @@ class Settings:
     warmup_s: float = 0.05
     min_repeats: int = 5
     min_time_s: float = 0.2
-    max_repeats: int = 100_000
+    max_repeats: int = 10_000
     timeout_s: float = 60.0
     isolation: str = "process"
     seed: int = 0

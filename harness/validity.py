@@ -13,7 +13,7 @@ def validity(record: Record, samples: list[float]) -> dict:
     reasons: list[str] = []
     warnings: list[str] = []
     latency = record.metrics.get("latency_s")
-    if latency:
+    if latency and latency.get("calls_per_sample", 1) == 1:
         floor = MIN_RESOLVABLE_S.get(latency["source"], 0.0)
         if latency["value"] < floor:
             reasons.append(f"median {latency['value']:.2e} s is below what {latency['source']} resolves "

@@ -73,7 +73,7 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     plan = timing.TimingPlan(settings.warmup_s, settings.min_repeats, settings.min_time_s,
                              settings.max_repeats, deadline)
     before = device_state.snapshot(case.device)
-    warmup_calls = timing.warm_up(call, plan, len(inputs), sync)
+    warmup_calls, inner = timing.warm_up(call, plan, len(inputs), sync)
     output, metrics = _peak_memory(lambda: call(0), case.device, settings.isolation)
     check = _check(workload, output, inputs[0], params, spec, impl)
     version = workload.version()
@@ -83,8 +83,8 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
                                metrics={"quality.rel_l2_error": _quality_metric(check)})
     del output
     timer = timing.time_cuda if case.device == "cuda" else timing.time_cpu
-    samples = timer(call, plan, len(inputs))
-    metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs))
+    samples = timer(call, plan, len(inputs), inner)
+    metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner)
     metrics["quality.rel_l2_error"] = _quality_metric(check)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
     cost = workload.cost(params, impl.name)

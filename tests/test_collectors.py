@@ -65,7 +65,16 @@ def test_timing_raises_at_the_deadline():
 def test_warm_up_touches_every_input_set():
     seen = []
     plan = timing.TimingPlan(0.0, 1, 0.0, 10, deadline=time.monotonic() + 10)
-    assert timing.warm_up(seen.append, plan, 3, lambda: None) == 3 and seen == [0, 1, 2]
+    calls, inner = timing.warm_up(seen.append, plan, 3, lambda: None)
+    assert calls == 6 and seen == [0, 1, 2, 0, 1, 2] and inner > 1  # an append is far below MIN_SAMPLE_S
+
+
+def test_short_calls_are_timed_in_batches_and_samples_are_per_call():
+    calls = []
+    plan = timing.TimingPlan(0.0, 5, 0.0, 1000, deadline=time.monotonic() + 10)
+    samples = timing.time_cpu(calls.append, plan, 2, inner=50)
+    assert len(samples) == 5 and len(calls) == 250 and calls[:4] == [0, 1, 0, 1]
+    assert all(0 < s < 1e-4 for s in samples)
 
 
 def test_summary_and_bootstrap_ci():

@@ -1,7 +1,12 @@
-"""Latency: warm up by time, then repeat until min_repeats and min_time_s are both met; keep every sample."""
+"""Latency: warm up by time, then repeat until min_repeats and min_time_s are both met; keep every sample.
+
+A call shorter than MIN_SAMPLE_S is timed in batches of `inner` back-to-back calls (pytest-benchmark's
+calibration): one sample is then the mean of a batch, so timer overhead and resolution stay out of it.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,53 +34,73 @@ def _check_deadline(plan: TimingPlan, what: str) -> None:
         raise CaseTimeout(f"timed out during {what}")
 
 
-def warm_up(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, sync: Callable[[], None]) -> int:
-    """Run until warmup_s has passed (at least once per input set) so compilation and first-touch stay out."""
-    start, calls = time.perf_counter(), 0
-    while calls < n_inputs or time.perf_counter() - start < plan.warmup_s:
+MIN_SAMPLE_S = 100e-6  # a sample shorter than this is a batch of calls
+
+
+def warm_up(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, sync: Callable[[], None]) -> tuple[int, int]:
+    """Run until warmup_s has passed (at least twice per input set) so compilation and first-touch stay out.
+
+    Returns (warm-up calls, calls per sample), the latter from the fastest warm-up call.
+    """
+    start, calls, fastest_s = time.perf_counter(), 0, math.inf
+    while calls < 2 * n_inputs or time.perf_counter() - start < plan.warmup_s:
+        t0 = time.perf_counter()
         call(calls % n_inputs)
         sync()
+        fastest_s = min(fastest_s, time.perf_counter() - t0)
         calls += 1
         _check_deadline(plan, "warm-up")
-    return calls
+    inner = 1 if fastest_s >= MIN_SAMPLE_S else min(10_000, math.ceil(MIN_SAMPLE_S / max(fastest_s, 1e-9)))
+    return calls, inner
 
 
-def time_cpu(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int) -> list[float]:
-    """Wall time of each call with perf_counter_ns (CPU work is synchronous)."""
+def time_cpu(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, inner: int = 1) -> list[float]:
+    """perf_counter_ns around each batch of `inner` calls (CPU work is synchronous); samples are per call."""
     samples: list[float] = []
-    while not _enough(samples, plan):
+    total_s, calls = 0.0, 0
+    while not _enough(len(samples), total_s, plan):
         t0 = time.perf_counter_ns()
-        call(len(samples) % n_inputs)
-        samples.append((time.perf_counter_ns() - t0) / 1e9)
+        for _ in range(inner):
+            call(calls % n_inputs)
+            calls += 1
+        elapsed = (time.perf_counter_ns() - t0) / 1e9
+        samples.append(elapsed / inner)
+        total_s += elapsed
         _check_deadline(plan, "timing")
     return samples
 
 
-def time_cuda(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int) -> list[float]:
-    """CUDA events around each call, rotating input sets so repeats don't time a warm L2 cache."""
+def time_cuda(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, inner: int = 1) -> list[float]:
+    """CUDA events around each batch of `inner` calls, rotating input sets so repeats don't time a warm L2."""
     import torch
 
     samples: list[float] = []
+    total_s, calls = 0.0, 0
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    while not _enough(samples, plan):
+    while not _enough(len(samples), total_s, plan):
         start.record()
-        call(len(samples) % n_inputs)
+        for _ in range(inner):
+            call(calls % n_inputs)
+            calls += 1
         end.record()
         end.synchronize()
-        samples.append(start.elapsed_time(end) * 1e-3)
+        elapsed = start.elapsed_time(end) / 1e3
+        samples.append(elapsed / inner)
+        total_s += elapsed
         _check_deadline(plan, "timing")
     return samples
 
 
-def _enough(samples: list[float], plan: TimingPlan) -> bool:
-    if len(samples) >= plan.max_repeats:
+def _enough(n_samples: int, total_s: float, plan: TimingPlan) -> bool:
+    if n_samples >= plan.max_repeats:
         return True
-    return len(samples) >= plan.min_repeats and sum(samples) >= plan.min_time_s
+    return n_samples >= plan.min_repeats and total_s >= plan.min_time_s
 
 
-def latency_metric(samples: list[float], device: str, warmup_calls: int, n_inputs: int) -> dict:
-    """The latency metric with its raw samples and spread."""
+def latency_metric(samples: list[float], device: str, warmup_calls: int, n_inputs: int, inner: int) -> dict:
+    """The latency metric with its raw samples (seconds per call) and spread."""
     stats = summarize(samples)
     source = "cuda_event" if device == "cuda" else "perf_counter_ns"
     return metric(stats["median"], "s", source, samples=samples, iqr=stats["iqr"], n=len(samples),
-                  min=stats["min"], mean=stats["mean"], warmup_calls=warmup_calls, input_sets=n_inputs)
+                  min=stats["min"], mean=stats["mean"], warmup_calls=warmup_calls, input_sets=n_inputs,
+                  calls_per_sample=inner)
