@@ -43,22 +43,37 @@ class Param:
 
 @dataclass(frozen=True)
 class Cost:
-    """Analytic cost of one call: FLOPs, minimum bytes per memory level, resident footprint."""
+    """Analytic cost of one call.
+
+    `bytes` is the minimum traffic per memory level (each input read once, each output written once): with
+    `flops` it gives the roofline floor no implementation can beat. `traffic_bytes` is what this
+    implementation is expected to move (materialized intermediates included), used for the prediction;
+    None means the minimum. Level "dram" means the device's main memory (HBM on a GPU).
+    """
 
     flops: float
     bytes: dict[str, float]
     footprint_bytes: float | None = None
+    dtype: str = "float32"  # the dtype whose peak FLOP/s applies
+    traffic_bytes: dict[str, float] | None = None
+    launches: int = 1  # kernel launches or framework calls per call: each pays the launch overhead
 
     def __post_init__(self) -> None:
-        if not (self.flops >= 0 and all(b >= 0 for b in self.bytes.values())):
+        traffic = (self.traffic_bytes or {}).values()
+        if not (self.flops >= 0 and all(b >= 0 for b in [*self.bytes.values(), *traffic]) and self.launches >= 0):
             raise ValueError(f"cost must be non-negative: {self}")
 
     @property
     def total_bytes(self) -> float:
         return float(sum(self.bytes.values()))
 
+    @property
+    def expected_traffic(self) -> dict[str, float]:
+        return dict(self.traffic_bytes) if self.traffic_bytes is not None else dict(self.bytes)
+
     def to_json(self) -> dict:
-        return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes}
+        return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes,
+                "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches}
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from harness import metrics
+from harness import calibration, metrics
 from harness.case import Record
 from harness.errors import UserError
 from harness.registry import REGISTRY
-from harness.runner import open_store, run_suite, select
+from harness.runner import devices_to_calibrate, open_store, run_suite, select
 from harness.store import RESULTS_ROOT, load, load_manifests, resolve_run
 from harness.suite import list_suites, load_suite, resolve_suite_path
 
@@ -69,14 +69,21 @@ def list_command(what: str) -> None:
 @click.option("--resume", is_flag=True, help="Continue --out (or the latest run of this suite): only unfinished cases.")
 @click.option("--filter", "patterns", multiple=True, help="Regular expression a case id must match (repeatable).")
 @click.option("--report/--no-report", default=False, help="Render the HTML report when the run ends.")
+@click.option("--calibrate/--no-calibrate", "use_calibration", default=True,
+              help="Record this machine's ceilings (a fresh stored profile, else a quick measurement).")
 def run_command(suite_name: str | None, device: str | None, out: Path | None, resume: bool,
-                patterns: tuple[str, ...], report: bool) -> None:
+                patterns: tuple[str, ...], report: bool, use_calibration: bool) -> None:
     """Run a suite; each finished case is appended to records.jsonl at once."""
     suite = load_suite(suite_name or _default_suite(), REGISTRY.load(), device=device)
     store = open_store(suite, out, resume, RESULTS_ROOT)
     console.print(f"[bold]membench[/] suite [cyan]{suite.name}[/] ({len(suite.cases)} cases, "
                   f"isolation={suite.settings.isolation}) -> {store.folder}")
-    result = _run_with_progress(suite, store, patterns)
+    calibrations = {}
+    if use_calibration and not store.manifest().get("calibration"):
+        for name in devices_to_calibrate(suite, patterns):
+            calibrations[name] = calibration.ensure(name)
+            console.print(_calibration_line(calibrations[name]))
+    result = _run_with_progress(suite, store, patterns, calibrations)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing to run"
     if result.skipped_finished:
         counts += f"; {result.skipped_finished} already finished"
@@ -86,7 +93,14 @@ def run_command(suite_name: str | None, device: str | None, out: Path | None, re
         console.print(f"report: {index.resolve()}")
 
 
-def _run_with_progress(suite, store, patterns):
+def _calibration_line(profile: dict) -> str:
+    how = f"reused {profile['reused_from']}" if profile.get("reused_from") else f"measured ({profile['mode']})"
+    flops = ", ".join(f"{d} {v / 1e12:.3g} TFLOP/s" for d, v in profile["matmul_flops_per_s"].items() if v)
+    return (f"calibration {profile['device']} ({escape(profile['name'])}, {how}): copy "
+            f"{profile['copy_bytes_per_s'] / 1e9:.1f} GB/s; matmul {flops}")
+
+
+def _run_with_progress(suite, store, patterns, calibrations):
     columns = (SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -102,7 +116,7 @@ def _run_with_progress(suite, store, patterns):
             progress.advance(task)
             progress.console.print(_record_line(record))
 
-        return run_suite(suite, store, patterns, on_start=on_start, on_record=on_record)
+        return run_suite(suite, store, patterns, on_start=on_start, on_record=on_record, calibrations=calibrations)
 
 
 def _record_line(record: Record) -> str:

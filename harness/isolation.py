@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 from harness.case import Record
 from harness.worker import CaseSpec, run_case
@@ -20,34 +22,47 @@ def _context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _worker_main(spec: CaseSpec, conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(fn: Callable[..., Any], args: tuple, conn: multiprocessing.connection.Connection) -> None:
     try:
-        conn.send(run_case(spec).to_json())
+        conn.send(fn(*args))
     finally:
         conn.close()
 
 
-def run_in_process(spec: CaseSpec) -> Record:
-    """The parent enforces the timeout by killing the worker; a worker that dies says how."""
+def call_in_worker(fn: Callable[..., Any], args: tuple, timeout_s: float) -> tuple[str, Any]:
+    """fn(*args) in a fresh process: ("ok", value), or (status, one-line reason) when it timed out or died."""
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker_main, args=(spec, send), daemon=True)
+    proc = ctx.Process(target=_worker_main, args=(fn, args, send), daemon=True)
     proc.start()
     send.close()
-    grace = min(5.0, 1.0 + 0.25 * spec.settings.timeout_s)  # the worker's own deadline usually fires first
     try:
-        if receive.poll(spec.settings.timeout_s + grace):
-            return Record(**receive.recv())
-        status, error = "timeout", f"killed after timeout_s={spec.settings.timeout_s} (+{grace:.1f} s grace)"
+        if receive.poll(timeout_s):
+            return "ok", receive.recv()
+        return "timeout", f"killed after {timeout_s:.1f} s"
     except EOFError:
         proc.join(timeout=10)
-        status, error = _death(proc.exitcode)
+        return _death(proc.exitcode)
     finally:
         if proc.is_alive():
             proc.kill()
         proc.join(timeout=10)
         receive.close()
-    return Record.for_case(spec.run, spec.case, status, error=error)
+
+
+def _run_case_json(spec: CaseSpec) -> dict:
+    return run_case(spec).to_json()
+
+
+def run_in_process(spec: CaseSpec) -> Record:
+    """The parent enforces the timeout by killing the worker; a worker that dies says how."""
+    grace = min(5.0, 1.0 + 0.25 * spec.settings.timeout_s)  # the worker's own deadline usually fires first
+    status, value = call_in_worker(_run_case_json, (spec,), spec.settings.timeout_s + grace)
+    if status == "ok":
+        return Record(**value)
+    if status == "timeout":
+        value = f"killed after timeout_s={spec.settings.timeout_s} (+{grace:.1f} s grace)"
+    return Record.for_case(spec.run, spec.case, status, error=value)
 
 
 def _death(exitcode: int | None) -> tuple[str, str]:

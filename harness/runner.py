@@ -79,9 +79,14 @@ def open_store(suite: Suite, out: Path | None, resume: bool, root: Path = RESULT
 
 def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
               on_start: Callable[[Case], None] | None = None,
-              on_record: Callable[[Record], None] | None = None) -> RunResult:
-    """Run every selected case not yet in the store; each finished case is appended before the next starts."""
+              on_record: Callable[[Record], None] | None = None,
+              calibrations: dict[str, dict] | None = None) -> RunResult:
+    """Run every selected case not yet in the store; each finished case is appended before the next starts.
+
+    `calibrations` (device -> profile) go into the manifest once; a resumed run keeps its first ones.
+    """
     manifest = store.manifest()
+    calibrations = manifest.setdefault("calibration", calibrations or {})
     finished = store.finished()
     cases = baseline_first(select(suite.cases, patterns))
     todo = [c for c in cases if c.id not in finished]
@@ -94,7 +99,8 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
         if on_start:
             on_start(case)
         spec = CaseSpec(manifest["run"], case, suite.settings, suite.plugins,
-                        baseline_error=baseline_errors.get(_group(case)), idle_power=idle.get(case.device))
+                        baseline_error=baseline_errors.get(_group(case)), idle_power=idle.get(case.device),
+                        calibration=calibrations.get(case.device))
         record = execute(spec)
         store.append(record)
         result.counts[record.status] += 1
@@ -107,6 +113,17 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
     manifest["counts"] = dict(Counter(r["status"] for r in store.records()))
     store.write_manifest(manifest)
     return result
+
+
+def devices_to_calibrate(suite: Suite, patterns: Iterable[str] = ()) -> list[str]:
+    """Devices the selected cases run on and this machine has (no CUDA calibration without a GPU)."""
+    devices = sorted({c.device for c in select(suite.cases, patterns)})
+    if "cuda" in devices:
+        import torch
+
+        if not torch.cuda.is_available():
+            devices.remove("cuda")
+    return devices
 
 
 def _is_ok_baseline(record: dict) -> bool:

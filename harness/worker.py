@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from harness.case import Case, Record, one_line
+from harness.case import Case, Record, metric, one_line
 from harness.collectors import device_state, energy, memory, timing
+from harness.prediction import DeviceModels, floor_violation, predict
 from harness.registry import REGISTRY, Check, Implementation, Workload
 from harness.suite import Settings
 from harness.validity import validity
@@ -25,8 +26,8 @@ class CaseSpec:
     plugins: tuple[str, ...] = ()
     baseline_error: float | None = None  # from the baseline impl's record, when it already ran
     idle_power: dict | None = None  # measured once per run by the runner
-    energy_unavailable: str = "no energy counter on this device"
-    extra: dict = field(default_factory=dict)
+    calibration: dict | None = None  # this machine's measured ceilings for the case's device
+
 
 
 def run_case(spec: CaseSpec) -> Record:
@@ -87,11 +88,18 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner)
     metrics["quality.rel_l2_error"] = _quality_metric(check)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
-    cost = workload.cost(params, impl.name)
-    record = Record.for_case(spec.run, case, "ok", metrics=metrics, unmeasured=unmeasured,
-                             model=_model(cost, metrics["latency_s"]["value"]), workload_version=version,
+    latency = metrics["latency_s"]["value"]
+    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration))
+    if "energy_j" in unmeasured and "predicted_energy_j" in model:
+        note = f"hardware model for {model.get('device')}; not measured: {unmeasured['energy_j']}"
+        metrics["energy_j"] = metric(model["predicted_energy_j"], "J", "modeled", note=note)
+    record = Record.for_case(spec.run, case, "ok", metrics=metrics, unmeasured=unmeasured, model=model,
+                             workload_version=version,
                              device_state={"before": before, "after": device_state.snapshot(case.device)})
     record.validity = validity(record, samples)
+    below_floor = floor_violation(model, latency)
+    if below_floor:
+        record.validity = {**record.validity, "ok": False, "reasons": [*record.validity["reasons"], below_floor]}
     return record
 
 
@@ -134,7 +142,7 @@ def _quality_metric(check: Check) -> dict:
 def _energy(spec: CaseSpec, call: Any, n_inputs: int, sync: Any, metrics: dict) -> dict[str, str]:
     counter = energy.counter_for(spec.case.device)
     if isinstance(counter, str) or spec.idle_power is None:
-        return {"energy_j": counter if isinstance(counter, str) else spec.energy_unavailable}
+        return {"energy_j": counter if isinstance(counter, str) else "no idle-power baseline for this run"}
     value, reason = energy.energy_per_call(counter, call, n_inputs, sync, spec.settings.energy_window_s,
                                            spec.idle_power)
     if value is None:
@@ -143,11 +151,12 @@ def _energy(spec: CaseSpec, call: Any, n_inputs: int, sync: Any, metrics: dict) 
     return {}
 
 
-def _model(cost: Any, latency_s: float) -> dict:
-    """Analytic cost beside the measurement, and the rates it implies (the hardware models add predictions)."""
+def _model(cost: Any, latency_s: float, models: DeviceModels) -> dict:
+    """Analytic cost beside the measurement, the rates it implies, and the hardware model's prediction."""
     model = cost.to_json()
     model["achieved_flops_per_s"] = cost.flops / latency_s
     model["achieved_bytes_per_s"] = cost.total_bytes / latency_s
+    model.update(predict(cost, latency_s, models))
     return model
 
 

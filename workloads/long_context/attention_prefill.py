@@ -39,13 +39,18 @@ class AttentionPrefill(Workload):
         return attn.attention_reference(inputs["q"], inputs["k"], inputs["v"], params["causal"])
 
     def cost(self, params: dict, impl: str) -> Cost:
-        """FLOPs 4·b·h·s²·d (two matmuls; half when causal); minimum bytes: read Q, K, V and write O once."""
+        """FLOPs 4·b·h·s²·d (two matmuls; half when causal); minimum bytes: read Q, K, V and write O once.
+
+        The expected traffic adds what each implementation materializes (see _traffic_and_launches).
+        """
         b, h, s, d = params["batch"], params["heads"], params["seq"], params["head_dim"]
         element = torch.finfo(DTYPES[params["dtype"]]).bits // 8
         flops = 4.0 * b * h * s * s * d * (0.5 if params["causal"] else 1.0)
         io_bytes = 4.0 * b * h * s * d * element
         workspace = _workspace_bytes(impl, b, h, s, d, element, params["causal"])
-        return Cost(flops, {"dram": io_bytes}, None if workspace is None else io_bytes + workspace)
+        traffic, launches = _traffic_and_launches(impl, b, h, s, d, element, params["causal"])
+        return Cost(flops, {"dram": io_bytes}, None if workspace is None else io_bytes + workspace,
+                    dtype=params["dtype"], traffic_bytes={"dram": traffic}, launches=launches)
 
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
         backend = SDPA_BACKENDS.get(impl)
@@ -66,6 +71,46 @@ def _workspace_bytes(impl: str, b: int, h: int, s: int, d: int, element: int, ca
     if impl == "sdpa_flash":
         return 4.0 * b * h * s  # the float32 log-sum-exp per query row (measured on an H100: + 1 KiB)
     return None
+
+
+NAIVE_PASSES = 7  # score elements moved: matmul write, scale read+write, softmax read twice + write, PV read
+TILE_PASSES = 10  # per tile element: matmul write, scale r+w, max read, subtract r+w, exp r+w, sum read, PV read
+TILE_LAUNCHES = {"chunked": 12, "online_softmax": 17}  # torch ops per tile in reference_impls' code
+
+
+def _traffic_and_launches(impl: str, b: int, h: int, s: int, d: int, element: int, causal: bool) -> tuple[float, int]:
+    """Expected main-memory bytes and kernel launches of one call, counted from the implementation's code.
+
+    Materialized score elements are charged as if they round-trip through main memory: right for the
+    naive [S, S] matrix, an over-estimate for tiles small enough to stay in a cache (the residual shows it).
+    Fused kernels (the SDPA backends but math) are charged the minimum: Q, K, V read and O written once.
+    """
+    io = 4.0 * b * h * s * d * element
+    stats = max(element, 4) if element < 8 else element  # 16-bit scores are upcast to float32
+    if impl in ("naive", "sdpa_math"):
+        score_bytes = b * h * s * s * (stats if impl == "sdpa_math" else element)
+        masking = (2 * score_bytes + b * h * s * s) if causal else 0.0
+        return io + NAIVE_PASSES * score_bytes + masking, 4 + (3 if causal else 0)
+    if impl in TILE_LAUNCHES:
+        rows, cols = ((attn.CHUNKED_QUERY_CHUNK, attn.CHUNKED_KEY_CHUNK) if impl == "chunked"
+                      else (attn.ONLINE_BLOCK_Q, attn.ONLINE_BLOCK_K))
+        tiles, tile_elements, keys_read = _visited_tiles(s, rows, cols, causal)
+        kv_rereads = 2.0 * b * h * keys_read * d * element  # K and V of every visited tile
+        traffic = io + kv_rereads + TILE_PASSES * b * h * tile_elements * stats
+        return traffic, TILE_LAUNCHES[impl] * tiles + 4 * -(-s // rows)
+    return io, 1
+
+
+def _visited_tiles(s: int, rows: int, cols: int, causal: bool) -> tuple[int, float, float]:
+    """(tiles, score elements, keys read) over all query blocks; causal skips blocks above the diagonal."""
+    tiles, elements, keys = 0, 0.0, 0.0
+    for start in range(0, s, rows):
+        stop = min(start + rows, s)
+        visited = min(s, -(-(stop if causal else s) // cols) * cols)
+        tiles += -(-visited // cols)
+        elements += (stop - start) * visited
+        keys += visited
+    return tiles, elements, keys
 
 
 @implementation("attention_prefill", "naive", baseline=True)

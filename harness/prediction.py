@@ -1,0 +1,80 @@
+"""Join a measured case to the hardware models: roofline floor, calibrated prediction, bound, residual.
+
+The floor uses only the minimum bytes and no launch overhead, under the more optimistic of the datasheet
+and the measured ceilings: no correct measurement can beat it, so one that does is invalid. The
+prediction uses the implementation's expected traffic and launches under this run's measured ceilings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.case import Cost
+
+FLOOR_SLACK = 0.97  # timers and clocks wobble by a few %: flag only what beats the floor by more
+
+
+@dataclass(frozen=True)
+class DeviceModels:
+    """The datasheet entry (None for a machine the registry doesn't know) and the calibrated model."""
+
+    datasheet: object | None
+    calibrated: object | None
+
+    @classmethod
+    def for_profile(cls, profile: dict | None) -> DeviceModels:
+        if not profile:
+            return cls(None, None)
+        from reference_impls.hardware import devices
+
+        base = devices.identify(profile.get("name", ""))
+        return cls(base, devices.from_calibration(profile, base))
+
+
+def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
+    """Model fields for a record: empty when neither a datasheet nor a calibration is available."""
+    from reference_impls.hardware.roofline import roofline
+
+    out: dict = {}
+    floors = []
+    for name, device in (("calibrated", models.calibrated), ("datasheet", models.datasheet)):
+        if device is None:
+            continue
+        floor = roofline(device, cost.flops, cost.bytes, cost.dtype, launches=0)
+        floors.append(floor.latency_s)
+        out[f"{name}_floor_latency_s"] = floor.latency_s
+        out[f"{name}_roofline_fraction"] = floor.latency_s / latency_s
+    if models.calibrated is not None:
+        prediction = roofline(models.calibrated, cost.flops, cost.expected_traffic, cost.dtype, cost.launches)
+        out.update(device=models.calibrated.name, predicted_latency_s=prediction.latency_s, bound=prediction.bound,
+                   arithmetic_intensity=prediction.arithmetic_intensity,
+                   residual=latency_s / prediction.latency_s - 1.0,
+                   roofline_fraction=out["calibrated_roofline_fraction"],
+                   ceilings={"peak_flops": prediction.peak_flops,
+                             "bandwidth_bytes_per_s": prediction.bandwidth_bytes_per_s})
+    if floors:
+        out["floor_latency_s"] = min(floors)
+    energy = _energy(cost, latency_s, models)
+    if energy is not None:
+        out["predicted_energy_j"] = energy
+    return out
+
+
+def _energy(cost: Cost, latency_s: float, models: DeviceModels) -> float | None:
+    """Dynamic energy (above idle) of one call on the datasheet device: comparable to measured energy_j."""
+    device = models.datasheet or models.calibrated
+    if device is None:
+        return None
+    from reference_impls.hardware.energy_model import predict_energy
+
+    prediction = predict_energy(device, cost.flops, cost.expected_traffic, cost.dtype, latency_s)
+    return None if prediction is None else prediction.dynamic_j
+
+
+def floor_violation(model: dict, latency_s: float) -> str | None:
+    """A reason when the measurement beats the roofline floor (a wrong answer or a wrong cost, never speed)."""
+    floor = model.get("floor_latency_s")
+    if floor is not None and latency_s < FLOOR_SLACK * floor:
+        return (f"measured {latency_s:.3g} s is below the roofline floor {floor:.3g} s: the cost model or the "
+                "measurement is wrong")
+    return None
