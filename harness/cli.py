@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -22,13 +21,14 @@ from rich.table import Table
 
 from harness import calibration, metrics
 from harness.case import Record
+from harness.cli_hardware import COMMANDS as HARDWARE_COMMANDS
+from harness.console import console, default_device, format_seconds
 from harness.errors import UserError
 from harness.registry import REGISTRY
 from harness.runner import devices_to_calibrate, open_store, run_suite, select
 from harness.store import RESULTS_ROOT, load, load_manifests, resolve_run
 from harness.suite import list_suites, load_suite, resolve_suite_path
 
-console = Console(highlight=False, soft_wrap=True)
 STATUS_STYLE = {"ok": "green", "failed": "red", "timeout": "yellow", "oom": "magenta", "skipped": "dim"}
 
 
@@ -74,7 +74,7 @@ def list_command(what: str) -> None:
 def run_command(suite_name: str | None, device: str | None, out: Path | None, resume: bool,
                 patterns: tuple[str, ...], report: bool, use_calibration: bool) -> None:
     """Run a suite; each finished case is appended to records.jsonl at once."""
-    suite = load_suite(suite_name or _default_suite(), REGISTRY.load(), device=device)
+    suite = load_suite(suite_name or ("gpu" if default_device() == "cuda" else "smoke"), REGISTRY.load(), device=device)
     store = open_store(suite, out, resume, RESULTS_ROOT)
     console.print(f"[bold]membench[/] suite [cyan]{suite.name}[/] ({len(suite.cases)} cases, "
                   f"isolation={suite.settings.isolation}) -> {store.folder}")
@@ -124,26 +124,13 @@ def _record_line(record: Record) -> str:
     line = f"[{style}]{record.status:>7}[/] {escape(record.case)}"
     latency = record.metrics.get("latency_s")
     if latency:
-        line += f"  {_seconds(latency['value'])} ± {_seconds(latency['iqr'])}"
+        line += f"  {format_seconds(latency['value'])} ± {format_seconds(latency['iqr'])}"
     overhead = record.metrics.get("peak_memory_overhead_bytes")
     if overhead:
         line += f"  +{overhead['value'] / 2**20:.1f} MiB"
     if record.error:
         line += f"  [dim]{escape(record.error)}[/]"
     return line
-
-
-def _seconds(value: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def _default_suite() -> str:
-    import torch
-
-    return "gpu" if torch.cuda.is_available() else "smoke"
 
 
 @cli.command("report")
@@ -190,6 +177,10 @@ def export(folders: list[Path], out_file: Path, fmt: str) -> None:
             frame[column] = frame[column].map(lambda v: json.dumps(v, sort_keys=True))
     out_file.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out_file, index=False) if fmt == "parquet" else frame.to_csv(out_file, index=False)
+
+
+for _command in HARDWARE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ class DeviceModels:
 
 def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
     """Model fields for a record: empty when neither a datasheet nor a calibration is available."""
+    if models.datasheet is None and models.calibrated is None:
+        return {}
     from reference_impls.hardware.roofline import roofline
 
     out: dict = {}

@@ -17,6 +17,9 @@ from harness.case import SCHEMA_VERSION, STATUSES, Record
 from harness.errors import UserError
 
 MANIFEST, RECORDS = "manifest.json", "records.jsonl"
+MODEL_COLUMNS = ("footprint_bytes", "dtype", "launches", "achieved_flops_per_s", "achieved_bytes_per_s", "device",
+                 "predicted_latency_s", "floor_latency_s", "roofline_fraction", "datasheet_roofline_fraction",
+                 "bound", "arithmetic_intensity", "residual", "predicted_energy_j")
 RESULTS_ROOT = Path("results")
 
 
@@ -179,7 +182,9 @@ def flatten(record: dict) -> dict:
     model = record["model"]
     row["model.flops"] = model.get("flops")
     row["model.bytes"] = sum(model.get("bytes", {}).values()) if model.get("bytes") else None
-    row["model.footprint_bytes"] = model.get("footprint_bytes")
+    row["model.traffic_bytes"] = sum(model["traffic_bytes"].values()) if model.get("traffic_bytes") else None
+    for key in MODEL_COLUMNS:
+        row[f"model.{key}"] = model.get(key)
     row["valid"] = record["validity"].get("ok", True)
     row["validity_reasons"] = list(record["validity"].get("reasons", []))
     return row
