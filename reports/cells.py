@@ -23,6 +23,16 @@ class Cell:
     spread: str = ""
     footnote: str | None = None
     missing: bool = False
+    css: str = ""  # extra class, e.g. "modeled" for a value that was estimated rather than measured
+
+
+MODELED = "modeled"  # metric source of a value the hardware model filled in where no counter exists
+MODELED_MARK = "≈"
+
+
+def is_modeled(metric: str, row: Mapping[str, Any]) -> bool:
+    """True when the metric's value comes from the hardware model, not from a measurement."""
+    return as_text(row.get(f"{metric}__source")) == MODELED
 
 
 def metric_unit(metric: str, row: Mapping[str, Any], specs: Mapping[str, Mapping[str, Any]]) -> str:
@@ -35,7 +45,9 @@ def provenance_title(metric: str, row: Mapping[str, Any], unit: str) -> str:
     """'source: perf_counter_ns · n=37 · IQR 0.12 ms · note' from the record's detail columns."""
     parts = []
     source = as_text(row.get(f"{metric}__source"))
-    if source:
+    if source == MODELED:
+        parts.append("source: modeled (hardware model estimate, not a measurement)")
+    elif source:
         parts.append(f"source: {source}")
     n = as_float(row.get(f"{metric}__n"))
     if n is not None:
@@ -53,7 +65,8 @@ def footnote_text(metric: str, row: Mapping[str, Any], label: str) -> str:
     """Footnote body: how a metric was measured, without the per-row numbers (n, IQR)."""
     source = as_text(row.get(f"{metric}__source")) or "unknown source"
     note = as_text(row.get(f"{metric}__note"))
-    return f"{label}: measured by {source}" + (f" — {note}" if note else "")
+    how = "modeled by the hardware model (no counter), not measured" if source == MODELED else f"measured by {source}"
+    return f"{label}: {how}" + (f" — {note}" if note else "")
 
 
 def metric_cell(
@@ -83,7 +96,10 @@ def metric_cell(
     if with_spread:
         iqr = as_float(row.get(f"{metric}__iqr"))
         spread = f"± {format_quantity(iqr, unit)}" if iqr is not None else ""
-    cell = Cell(format_quantity(value, unit), data_value(value), provenance_title(metric, row, unit), spread)
+    text = format_quantity(value, unit)
+    modeled = is_modeled(metric, row)
+    cell = Cell(f"{MODELED_MARK} {text}" if modeled else text, data_value(value), provenance_title(metric, row, unit),
+                spread, css=MODELED if modeled else "")
     return cell, footnote_text(metric, row, label)
 
 

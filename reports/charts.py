@@ -15,7 +15,7 @@ import pandas as pd
 
 from reports.cells import metric_unit
 from reports.format import as_float, format_quantity
-from reports.leaderboard import display_value, group_records, param_columns, slug, value_sort_key
+from reports.records import display_value, group_records, param_columns, slug, value_sort_key
 
 MEMORY_METRIC = "peak_memory_overhead_bytes"
 # Okabe-Ito palette: distinguishable under the common colour-vision deficiencies.

@@ -17,6 +17,8 @@ MISSING = "—"
 _TIME_STEPS = ((1e-6, 1e-9, "ns"), (1e-3, 1e-6, "µs"), (1.0, 1e-3, "ms"))
 _ENERGY_STEPS = ((1e-3, 1e-6, "µJ"), (1.0, 1e-3, "mJ"), (1e3, 1.0, "J"))
 _BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+_SI_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+SI_UNITS = ("FLOP", "FLOP/s", "B/s", "W", "FLOP/B")
 
 
 def is_missing(value: Any) -> bool:
@@ -105,7 +107,37 @@ def format_quantity(value: Any, unit: str | None) -> str:
         return _scaled(number, _ENERGY_STEPS, "J")
     if unit in ("", "1"):
         return format_plain(number)
+    if unit in SI_UNITS:
+        return format_si(number, unit)
     return f"{number:.3g} {unit}"
+
+
+def format_si(value: float, unit: str) -> str:
+    """Decimal prefixes for rates and counts: '989 TFLOP/s', '3.35 TB/s' (datasheets quote them so)."""
+    value = float(f"{value:.3g}")
+    for scale, prefix in _SI_PREFIXES:
+        if abs(value) >= scale:
+            return f"{sig3(value / scale)} {prefix}{unit}"
+    return f"{sig3(value)} {unit}"
+
+
+def format_percent(fraction: Any) -> str:
+    """A fraction as a percentage: 0.61 → '61%', 0.061 → '6.1%', 0.0045 → '0.45%'."""
+    number = as_float(fraction)
+    if number is None:
+        return MISSING
+    pct = 100.0 * number
+    if abs(pct) >= 10 or pct == 0:
+        return f"{pct:.0f}%"
+    return f"{pct:.1f}%" if abs(pct) >= 1 else f"{pct:.2g}%"
+
+
+def format_signed_percent(fraction: Any) -> str:
+    """A relative error with its sign: 0.12 → '+12%', -0.3 → '−30%' (a typographic minus)."""
+    number = as_float(fraction)
+    if number is None:
+        return MISSING
+    return ("−" if number < 0 else "+") + format_percent(abs(number))
 
 
 def format_ratio(value: Any) -> str:

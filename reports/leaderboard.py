@@ -7,18 +7,19 @@ the reason, because a failed or invalid case must never look like a winner.
 
 from __future__ import annotations
 
-import numbers
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from reports.cells import Cell, metric_cell, model_cell
-from reports.format import MISSING, as_float, as_text, data_value, format_ratio, is_missing
+from reports.cells import MODELED_MARK, Cell, is_modeled, metric_cell, model_cell
+from reports.format import MISSING, as_float, as_text, data_value, format_quantity, format_ratio
+from reports.hardware_cells import PREDICTED, RESIDUAL, ROOFLINE, energy_hint, hardware_cell, has_hardware_model
+from reports.records import as_list, display_value, group_records, is_valid, param_columns, slug
 
-EXTRA_METRICS = ("peak_memory_overhead_bytes", "peak_memory_bytes", "energy_j")
+OVERHEAD, PEAK = "peak_memory_overhead_bytes", "peak_memory_bytes"
+EXTRA_METRICS = (OVERHEAD, PEAK, "energy_j")
 FOOTPRINT = "model.footprint_bytes"
 STATUS_ORDER = ("ok", "failed", "timeout", "oom", "skipped")
 
@@ -31,7 +32,7 @@ class Column:
     label: str
     title: str = ""
     numeric: bool = True
-    role: str = "metric"  # rank | impl | primary | metric | model | status | ratio; used for styling
+    role: str = "metric"  # rank | impl | primary | metric | model | hw | status | ratio; used for styling
     sublabel: str = ""
 
 
@@ -58,6 +59,7 @@ class Table:
     device: str
     columns: list[Column]
     rows: list[Row]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def heading(self) -> str:
@@ -73,71 +75,6 @@ class Leaderboards:
     id: str
     tables: list[Table]
     footnotes: list[str]
-
-
-def slug(text: str) -> str:
-    """Filesystem- and id-safe form of a name; deterministic so ids never change between builds."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
-
-
-def param_columns(df: pd.DataFrame, info: Mapping[str, Any]) -> list[str]:
-    """`param.*` columns that vary within this workload: declared order first, then any others."""
-    declared = [f"param.{p}" for p in info.get("params", []) if f"param.{p}" in df.columns]
-    others = sorted(c for c in df.columns if c.startswith("param.") and c not in declared)
-    return declared + [c for c in others if df[c].notna().any()]
-
-
-def value_sort_key(value: Any) -> tuple:
-    """Order mixed parameter values: numbers numerically, then strings, then missing."""
-    if is_missing(value):
-        return (2, "")
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
-
-
-def display_value(value: Any) -> str:
-    """Param values as in the case id: 4, not 4.0 (a column turns float when other workloads lack it)."""
-    if is_missing(value):
-        return MISSING
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def group_records(records: Iterable[dict], keys: list[str]) -> list[tuple[tuple, list[dict]]]:
-    """Group rows by the given columns, groups sorted by their values (NaN-safe, type-safe)."""
-    groups: dict[tuple, list[dict]] = {}
-    for rec in records:
-        key = tuple(_hashable(rec.get(k)) for k in keys)
-        groups.setdefault(key, []).append(rec)
-    return sorted(groups.items(), key=lambda kv: [value_sort_key(v) for v in kv[0]])
-
-
-def _hashable(value: Any) -> Any:
-    """Group key for a cell: None when missing, repr for unhashable values such as lists."""
-    if is_missing(value):
-        return None
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
-
-
-def is_valid(rec: Mapping[str, Any]) -> bool:
-    """A missing `valid` flag counts as valid; only an explicit False marks a case invalid."""
-    value = rec.get("valid", True)
-    return True if is_missing(value) else bool(value)
-
-
-def as_list(value: Any) -> list[str]:
-    """Validity reasons arrive as a list, a numpy array (from parquet), a string, or nothing."""
-    if value is None or (not hasattr(value, "__len__") and is_missing(value)):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
 
 
 def is_rankable(rec: Mapping[str, Any], primary: str) -> bool:
@@ -178,11 +115,25 @@ def shown_metrics(df: pd.DataFrame, primary: str) -> list[str]:
         reasons = df.get(f"{m}__missing")
         if df[m].notna().any() or (reasons is not None and reasons.notna().any()):
             shown.append(m)
+    if OVERHEAD in shown and PEAK in shown:
+        shown.remove(PEAK)  # the total peak moves into the overhead cell's hover: the table is wide enough
     return shown
 
 
+def hardware_columns() -> list[Column]:
+    """Compact columns joining each case to the device's roofline model (see reports.hardware_cells)."""
+    return [
+        Column(ROOFLINE, "% of roofline", "calibrated roofline floor ÷ measured latency: the share of what this "
+               "machine can do that the case achieves", role="hw", sublabel="model"),
+        Column(PREDICTED, "predicted", "latency the calibrated roofline predicts from the implementation's "
+               "expected traffic and launches", role="hw", sublabel="model"),
+        Column(RESIDUAL, "residual", "measured ÷ predicted − 1: + ran slower than the model, − faster",
+               role="hw", sublabel="vs model"),
+    ]
+
+
 def build_columns(primary: str, metrics: list[str], specs: Mapping[str, Mapping[str, Any]],
-                  with_footprint: bool) -> list[Column]:
+                  with_footprint: bool, with_hardware: bool = False) -> list[Column]:
     """Column list in display order, with header tooltips explaining each one."""
     def label(m: str) -> str:
         return str(specs.get(m, {}).get("label") or m)
@@ -194,6 +145,8 @@ def build_columns(primary: str, metrics: list[str], specs: Mapping[str, Mapping[
         Column(primary, label(primary), f"median of samples ± IQR; {direction} is better",
                role="primary", sublabel="± IQR" if "median" in label(primary).lower() else "median ± IQR"),
     ]
+    if with_hardware:
+        cols += hardware_columns()
     cols += [Column(m, label(m), m) for m in metrics]
     if with_footprint:
         cols.append(Column(FOOTPRINT, "Footprint", "minimum memory footprint from the cost model",
@@ -237,10 +190,45 @@ def build_row(rank: int | None, rec: dict, columns: list[Column], specs: Mapping
             cell = _ratio_cell(as_float(rec.get(primary)), best, status)
         elif col.key == FOOTPRINT:
             cell = notes.mark(*model_cell(FOOTPRINT, rec, "B", "footprint"))
+        elif col.role == "hw":
+            cell = notes.mark(*hardware_cell(col.key, rec))
         else:
             cell = notes.mark(*metric_cell(col.key, rec, specs, with_spread=col.key == primary))
+            cell = _with_hover_extra(col.key, cell, rec)
         row.cells[col.key] = cell
     return row
+
+
+def _with_hover_extra(key: str, cell: Cell, rec: Mapping[str, Any]) -> Cell:
+    """Hover additions: the total peak (its column is folded into the overhead), the modeled energy."""
+    if cell.missing:
+        return cell
+    if key == OVERHEAD and as_float(rec.get(PEAK)) is not None:
+        return replace(cell, title=f"{cell.title} · total peak incl. inputs {format_quantity(rec.get(PEAK), 'B')}")
+    if key == "energy_j" and not is_modeled(key, rec):
+        return replace(cell, title=cell.title + energy_hint(rec))
+    return cell
+
+
+def provenance_warnings(recs: list[dict], columns: list[Column]) -> list[str]:
+    """Say so wherever modeled values (hardware model, no counter) sit beside measured ones in a column."""
+    out = []
+    for col in columns:
+        if col.role not in ("primary", "metric"):
+            continue
+        have = [r for r in recs if r.get("status") == "ok" and as_float(r.get(col.key)) is not None]
+        modeled = sum(is_modeled(col.key, r) for r in have)
+        if not modeled or (modeled == len(have) and col.role != "primary"):
+            continue
+        if modeled == len(have):
+            out.append(f"Ranked by modeled {col.label} ({MODELED_MARK}): no value in this table was measured.")
+        elif col.role == "primary":
+            out.append(f"Ranked by {col.label} although {modeled} of {len(have)} values are modeled "
+                       f"({MODELED_MARK}), not measured: those ranks compare an estimate with measurements.")
+        else:
+            out.append(f"{col.label}: {modeled} of {len(have)} values are modeled ({MODELED_MARK}, hardware "
+                       "model), the rest measured; do not rank them against each other.")
+    return out
 
 
 def _unranked_reason(row: Row, primary: str) -> str:
@@ -265,7 +253,7 @@ def build_tables(df: pd.DataFrame, workload: str, info: Mapping[str, Any],
     direction = str(specs.get(primary, {}).get("direction", "lower"))
     pcols = param_columns(df, info)
     with_footprint = FOOTPRINT in df.columns and bool(df[FOOTPRINT].notna().any())
-    columns = build_columns(primary, shown_metrics(df, primary), specs, with_footprint)
+    columns = build_columns(primary, shown_metrics(df, primary), specs, with_footprint, has_hardware_model(df))
     board_id = slug(f"{id_prefix}-{workload}-board")
     notes = _Footnotes()
     tables = []
@@ -275,5 +263,6 @@ def build_tables(df: pd.DataFrame, workload: str, info: Mapping[str, Any],
         rows = [build_row(rank, rec, columns, specs, best, notes) for rank, rec in ranked]
         params = [(c.removeprefix("param."), display_value(v)) for c, v in zip(pcols, key[:-1], strict=True)]
         device = display_value(key[-1]) if key[-1] is not None else ""
-        tables.append(Table(f"{board_id}-{len(tables) + 1}", params, device, columns, rows))
+        tables.append(Table(f"{board_id}-{len(tables) + 1}", params, device, columns, rows,
+                            provenance_warnings(recs, columns)))
     return Leaderboards(board_id, tables, notes.texts)

@@ -15,7 +15,8 @@ import pandas as pd
 from reports.charts import Chart, build_charts
 from reports.environment import RunSummary, summarize
 from reports.format import as_text
-from reports.leaderboard import Leaderboards, build_tables, slug
+from reports.leaderboard import Leaderboards, build_tables
+from reports.records import slug
 
 Specs = Mapping[str, Mapping[str, Any]]
 

@@ -60,6 +60,9 @@ class ModelConfig:
     qkv_bias: bool = False
 
     def __post_init__(self) -> None:
+        sizes = (self.hidden_size, self.num_layers, self.num_heads, self.num_kv_heads, self.head_dim, self.vocab_size)
+        if min(sizes) < 1:
+            raise ValueError(f"{self.name}: sizes must be >= 1: {self}")
         if self.attention not in ("gqa", "mla"):
             raise ValueError(f"{self.name}: attention must be 'gqa' or 'mla', got {self.attention!r}")
         if self.attention == "gqa" and self.num_heads % self.num_kv_heads:
@@ -165,7 +168,8 @@ def kv_bytes_per_token(config: ModelConfig, precision: Precision) -> float:
 
 def _attention_shapes(c: ModelConfig) -> list[_Shape]:
     """The attention projections of one layer. MLA: q down/up (or one q map without q_lora_rank), kv down to the
-    latent + RoPE key, kv up (K_nope and V for all heads), output."""
+    latent + RoPE key, kv up (K_nope and V for all heads), output. MLA's absorbed decode applies kv up's halves to
+    the query (W_UK) and the attention output (W_UV) instead: same weights and 2·T·in·out FLOPs per new token."""
     h, n = c.hidden_size, c.num_heads
     if c.attention == "gqa":
         return [(h, n * c.head_dim), (h, c.num_kv_heads * c.head_dim), (h, c.num_kv_heads * c.head_dim),
@@ -243,8 +247,9 @@ class PhaseCost:
         return next(cost for cost in self.layers if cost.name == name)
 
 
-def _scaled(name: str, repeats: int, flops: float = 0.0, weights: float = 0.0, kv_read: float = 0.0,
-            kv_write: float = 0.0, act: float = 0.0) -> LayerCost:
+def _scaled(name: str, repeats: int, flops: float = 0, weights: float = 0, kv_read: float = 0, kv_write: float = 0,
+            act: float = 0) -> LayerCost:
+    """One layer's figures times `repeats`."""
     return LayerCost(name, repeats * flops, repeats * weights, repeats * kv_read, repeats * kv_write,
                      repeats * act, repeats)
 
@@ -315,9 +320,8 @@ def _forward(c: ModelConfig, p: Precision, phase: str, batch: int, new: int, key
 
 
 def _check_positive(**values: int) -> None:
-    for key, value in values.items():
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+    if bad := {key: value for key, value in values.items() if value < 1}:
+        raise ValueError(f"must be >= 1: {bad}")
 
 
 def prefill_cost(config: ModelConfig, precision: Precision, prompt_tokens: int, batch: int = 1) -> PhaseCost:
