@@ -152,7 +152,36 @@ def build_report(folders: list[Path], out_dir: Path, build_time: str | None = No
     if records.empty:
         raise UserError(f"no records in {', '.join(map(str, folders))}: nothing to report")
     info = {name: w.info() for name, w in REGISTRY.workloads.items()}
-    return build_site(records, load_manifests(folders), out_dir, metrics.all_specs(), info, build_time)
+    manifests = load_manifests(folders)
+    return build_site(records, manifests, out_dir, metrics.all_specs(), info, build_time,
+                      devices=device_ceilings(manifests))
+
+
+def device_ceilings(manifests: dict[str, dict]) -> dict[str, dict]:
+    """Datasheet and calibrated ceilings of every device a run calibrated, as plain data for the report."""
+    from harness.prediction import DeviceModels
+
+    out = {}
+    for manifest in manifests.values():
+        for profile in (manifest.get("calibration") or {}).values():
+            models = DeviceModels.for_profile(profile)
+            if models.calibrated is None:
+                continue
+            out[models.calibrated.name] = {
+                "label": models.calibrated.label,
+                "datasheet": _ceilings(models.datasheet, source=True) if models.datasheet else None,
+                "calibrated": {**_ceilings(models.calibrated), "measured_at": profile.get("measured_at")},
+            }
+    return out
+
+
+def _ceilings(device, source: bool = False) -> dict:
+    main = device.tier(device.main_tier)
+    out = {"peak_flops": {dtype: fig.value for dtype, fig in device.peak_flops.items()},
+           "bandwidth_bytes_per_s": main.bandwidth_bytes_per_s.value}
+    if source:
+        out["source"] = main.bandwidth_bytes_per_s.source
+    return out
 
 
 @cli.command("export")

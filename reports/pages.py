@@ -15,6 +15,7 @@ import pandas as pd
 from reports.charts import Chart, build_charts
 from reports.environment import RunSummary, summarize
 from reports.format import as_text
+from reports.hardware import hardware_section
 from reports.leaderboard import Leaderboards, build_tables
 from reports.records import slug
 
@@ -99,7 +100,8 @@ def _fallback_counts(df: pd.DataFrame) -> dict[str, int]:
 
 
 def plan_pages(records: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]], specs: Specs,
-               workload_info: Mapping[str, Mapping[str, Any]]) -> list[Page]:
+               workload_info: Mapping[str, Mapping[str, Any]],
+               devices: Mapping[str, Mapping[str, Any]] | None = None) -> list[Page]:
     """Index first, then one page per run; the builder renders them in this order."""
     runs = ordered_runs(records, manifests)
     summaries: list[RunSummary] = []
@@ -112,7 +114,9 @@ def plan_pages(records: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]]
         path = run_page_path(run)
         sections = workload_sections(df, run, workload_info, specs, with_charts=True)
         index_sections.append((summary, path, sections))
-        run_pages.append(Page(path, "run.html", f"run {run}", {"summary": summary, "sections": sections}))
+        hardware = hardware_section(df, run, devices, [s.name for s in sections])
+        run_pages.append(Page(path, "run.html", f"run {run}",
+                              {"summary": summary, "sections": sections, "hardware": hardware}))
     index = Page("index.html", "index.html", "overview", {
         "runs": [(s, run_page_path(s.run)) for s in summaries],
         "run_sections": index_sections,

@@ -81,12 +81,19 @@ def build_site(
     metric_specs: dict[str, dict],
     workload_info: dict[str, dict],
     build_time: str | None = None,
+    *,
+    devices: dict[str, dict] | None = None,
 ) -> Path:
-    """Write index.html, one page per run and the assets into `out_dir`; return the index path."""
+    """Write index.html, one page per run and the assets into `out_dir`; return the index path.
+
+    `devices` maps a device model name (the records' `model.device`) to its label and its datasheet and
+    calibrated ceilings; it draws the roofline lines. Without it the hardware section shows points only.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_time or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    pages = plan_pages(records, _as_dict(manifests), _as_dict(metric_specs), _as_dict(workload_info))
+    pages = plan_pages(records, _as_dict(manifests), _as_dict(metric_specs), _as_dict(workload_info),
+                       _as_dict(devices))
     write_assets(out_dir)
     render_pages(pages, out_dir, stamp)
     return out_dir / "index.html"
