@@ -48,7 +48,9 @@ class Cost:
     `bytes` is the minimum traffic per memory level (each input read once, each output written once): with
     `flops` it gives the roofline floor no implementation can beat. `traffic_bytes` is what this
     implementation is expected to move (materialized intermediates included), used for the prediction;
-    None means the minimum. Level "dram" means the device's main memory (HBM on a GPU).
+    None means the minimum. `executed_flops` likewise is what the implementation computes (a causal kernel
+    that does not skip masked blocks computes all of them); None means `flops`. Level "dram" means the
+    device's main memory (HBM on a GPU).
     """
 
     flops: float
@@ -57,6 +59,7 @@ class Cost:
     dtype: str = "float32"  # the dtype whose peak FLOP/s applies
     traffic_bytes: dict[str, float] | None = None
     launches: int = 1  # kernel launches or framework calls per call: each pays the launch overhead
+    executed_flops: float | None = None
 
     def __post_init__(self) -> None:
         traffic = (self.traffic_bytes or {}).values()
@@ -73,7 +76,12 @@ class Cost:
 
     def to_json(self) -> dict:
         return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes,
-                "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches}
+                "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches,
+                "executed_flops": self.expected_flops}
+
+    @property
+    def expected_flops(self) -> float:
+        return self.executed_flops if self.executed_flops is not None else self.flops
 
 
 @dataclass(frozen=True)

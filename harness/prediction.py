@@ -1,7 +1,8 @@
 """Join a measured case to the hardware models: roofline floor, calibrated prediction, bound, residual.
 
 The floor uses only the minimum bytes and no launch overhead, under the more optimistic of the datasheet
-and the measured ceilings: no correct measurement can beat it, so one that does is invalid. The
+and the measured ceilings: no correct measurement can beat it, so one that does is invalid — as long as the
+working set is larger than the last-level cache (smaller ones are served from cache between repeats). The
 prediction uses the implementation's expected traffic and launches under this run's measured ceilings.
 """
 
@@ -20,6 +21,7 @@ class DeviceModels:
 
     datasheet: object | None
     calibrated: object | None
+    cache_bytes: float | None = None  # last-level cache: smaller working sets may never reach main memory
 
     @classmethod
     def for_profile(cls, profile: dict | None) -> DeviceModels:
@@ -28,7 +30,7 @@ class DeviceModels:
         from reference_impls.hardware import devices
 
         base = devices.identify(profile.get("name", ""))
-        return cls(base, devices.from_calibration(profile, base))
+        return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"))
 
 
 def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
@@ -47,7 +49,8 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
         out[f"{name}_floor_latency_s"] = floor.latency_s
         out[f"{name}_roofline_fraction"] = floor.latency_s / latency_s
     if models.calibrated is not None:
-        prediction = roofline(models.calibrated, cost.flops, cost.expected_traffic, cost.dtype, cost.launches)
+        prediction = roofline(models.calibrated, cost.expected_flops, cost.expected_traffic, cost.dtype,
+                              cost.launches)
         out.update(device=models.calibrated.name, predicted_latency_s=prediction.latency_s, bound=prediction.bound,
                    arithmetic_intensity=prediction.arithmetic_intensity,
                    residual=latency_s / prediction.latency_s - 1.0,
@@ -56,6 +59,7 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
                              "bandwidth_bytes_per_s": prediction.bandwidth_bytes_per_s})
     if floors:
         out["floor_latency_s"] = min(floors)
+        out["floor_applies"] = models.cache_bytes is None or cost.total_bytes > models.cache_bytes
     energy = _energy(cost, latency_s, models)
     if energy is not None:
         out["predicted_energy_j"] = energy
@@ -69,14 +73,14 @@ def _energy(cost: Cost, latency_s: float, models: DeviceModels) -> float | None:
         return None
     from reference_impls.hardware.energy_model import predict_energy
 
-    prediction = predict_energy(device, cost.flops, cost.expected_traffic, cost.dtype, latency_s)
+    prediction = predict_energy(device, cost.expected_flops, cost.expected_traffic, cost.dtype, latency_s)
     return None if prediction is None else prediction.dynamic_j
 
 
 def floor_violation(model: dict, latency_s: float) -> str | None:
     """A reason when the measurement beats the roofline floor (a wrong answer or a wrong cost, never speed)."""
     floor = model.get("floor_latency_s")
-    if floor is not None and latency_s < FLOOR_SLACK * floor:
+    if floor is not None and model.get("floor_applies", True) and latency_s < FLOOR_SLACK * floor:
         return (f"measured {latency_s:.3g} s is below the roofline floor {floor:.3g} s: the cost model or the "
                 "measurement is wrong")
     return None

@@ -168,14 +168,29 @@ def calibrate(device: str, sizes: CalibrationSizes) -> dict:
     }
     if device == "cuda":
         profile["h2d_bytes_per_s"], profile["d2h_bytes_per_s"] = host_link_bandwidth(256 << 20, sizes.repeats)
-        profile["memory_total_bytes"] = torch.cuda.get_device_properties(0).total_memory
+        props = torch.cuda.get_device_properties(0)
+        profile["memory_total_bytes"] = props.total_memory
+        profile["llc_bytes"] = getattr(props, "L2_cache_size", None)
     else:
         import psutil
 
         profile["memory_total_bytes"] = psutil.virtual_memory().total
+        profile["llc_bytes"] = last_level_cache_bytes()
     profile["file_read"], profile["file_read_method"] = file_read_bandwidth(sizes.file_bytes)
     profile["copy_buffer_bytes"], profile["seconds"] = sizes.copy_bytes, time.perf_counter() - started
     return profile
+
+
+def last_level_cache_bytes() -> int | None:
+    """Largest CPU cache (sysfs, e.g. "32768K"): working sets below it are served from cache, not DRAM."""
+    from pathlib import Path
+
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip()
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes) if sizes else None
 
 
 def _device_name(device: str) -> str:

@@ -35,7 +35,8 @@ class ScaledCopy(Workload):
 
     def cost(self, params: dict, impl: str) -> Cost:
         element = 4 if params["dtype"] == "float32" else 8
-        return Cost(float(params["n"]), {"dram": 2.0 * params["n"] * element}, 2.0 * params["n"] * element)
+        moved = 1e15 if impl == "overclaimed" else 2.0 * params["n"] * element
+        return Cost(float(params["n"]), {"dram": moved}, 2.0 * params["n"] * element, dtype=params["dtype"])
 
 
 @implementation("scaled_copy", "exact", baseline=True)
@@ -75,3 +76,9 @@ def memory_error(inputs: dict, params: dict) -> torch.Tensor:
 def killed(inputs: dict, params: dict) -> torch.Tensor:
     os.kill(os.getpid(), signal.SIGKILL)
     return inputs["x"]
+
+
+@implementation("scaled_copy", "overclaimed")
+def overclaimed(inputs: dict, params: dict) -> torch.Tensor:
+    """Right answer, but its workload cost claims a petabyte moved: the measurement beats the roofline floor."""
+    return inputs["x"] * 2

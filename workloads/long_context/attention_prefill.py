@@ -48,9 +48,10 @@ class AttentionPrefill(Workload):
         flops = 4.0 * b * h * s * s * d * (0.5 if params["causal"] else 1.0)
         io_bytes = 4.0 * b * h * s * d * element
         workspace = _workspace_bytes(impl, b, h, s, d, element, params["causal"])
-        traffic, launches = _traffic_and_launches(impl, b, h, s, d, element, params["causal"])
+        traffic, launches, scores = _traffic_and_launches(impl, b, h, s, d, element, params["causal"])
         return Cost(flops, {"dram": io_bytes}, None if workspace is None else io_bytes + workspace,
-                    dtype=params["dtype"], traffic_bytes={"dram": traffic}, launches=launches)
+                    dtype=params["dtype"], traffic_bytes={"dram": traffic}, launches=launches,
+                    executed_flops=4.0 * b * h * scores * d)
 
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
         backend = SDPA_BACKENDS.get(impl)
@@ -78,27 +79,30 @@ TILE_PASSES = 10  # per tile element: matmul write, scale r+w, max read, subtrac
 TILE_LAUNCHES = {"chunked": 12, "online_softmax": 17}  # torch ops per tile in reference_impls' code
 
 
-def _traffic_and_launches(impl: str, b: int, h: int, s: int, d: int, element: int, causal: bool) -> tuple[float, int]:
-    """Expected main-memory bytes and kernel launches of one call, counted from the implementation's code.
+def _traffic_and_launches(impl: str, b: int, h: int, s: int, d: int, element: int,
+                          causal: bool) -> tuple[float, int, float]:
+    """Expected main-memory bytes, kernel launches and computed score elements (per batch·head) of one call,
+    counted from the implementation's code.
 
     Materialized score elements are charged as if they round-trip through main memory: right for the
     naive [S, S] matrix, an over-estimate for tiles small enough to stay in a cache (the residual shows it).
-    Fused kernels (the SDPA backends but math) are charged the minimum: Q, K, V read and O written once.
+    Fused kernels (the SDPA backends but math) are charged the minimum: Q, K, V read and O written once,
+    and with causal they skip the masked half.
     """
     io = 4.0 * b * h * s * d * element
     stats = max(element, 4) if element < 8 else element  # 16-bit scores are upcast to float32
     if impl in ("naive", "sdpa_math"):
         score_bytes = b * h * s * s * (stats if impl == "sdpa_math" else element)
         masking = (2 * score_bytes + b * h * s * s) if causal else 0.0
-        return io + NAIVE_PASSES * score_bytes + masking, 4 + (3 if causal else 0)
+        return io + NAIVE_PASSES * score_bytes + masking, 4 + (3 if causal else 0), float(s * s)
     if impl in TILE_LAUNCHES:
         rows, cols = ((attn.CHUNKED_QUERY_CHUNK, attn.CHUNKED_KEY_CHUNK) if impl == "chunked"
                       else (attn.ONLINE_BLOCK_Q, attn.ONLINE_BLOCK_K))
         tiles, tile_elements, keys_read = _visited_tiles(s, rows, cols, causal)
         kv_rereads = 2.0 * b * h * keys_read * d * element  # K and V of every visited tile
         traffic = io + kv_rereads + TILE_PASSES * b * h * tile_elements * stats
-        return traffic, TILE_LAUNCHES[impl] * tiles + 4 * -(-s // rows)
-    return io, 1
+        return traffic, TILE_LAUNCHES[impl] * tiles + 4 * -(-s // rows), tile_elements
+    return io, 1, s * (s + 1) / 2.0 if causal else float(s * s)
 
 
 def _visited_tiles(s: int, rows: int, cols: int, causal: bool) -> tuple[int, float, float]:
