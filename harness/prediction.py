@@ -22,6 +22,7 @@ class DeviceModels:
     datasheet: object | None
     calibrated: object | None
     cache_bytes: float | None = None  # last-level cache: smaller working sets may never reach main memory
+    power: dict | None = None  # measured energy coefficients (calibrate.power_profile), where a counter exists
 
     @classmethod
     def for_profile(cls, profile: dict | None) -> DeviceModels:
@@ -30,7 +31,7 @@ class DeviceModels:
         from reference_impls.hardware import devices
 
         base = devices.identify(profile.get("name", ""))
-        return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"))
+        return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"), profile.get("power"))
 
 
 def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
@@ -60,21 +61,22 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
     if floors:
         out["floor_latency_s"] = min(floors)
         out["floor_applies"] = models.cache_bytes is None or cost.total_bytes > models.cache_bytes
-    energy = _energy(cost, latency_s, models)
-    if energy is not None:
-        out["predicted_energy_j"] = energy
+    out.update(_energy(cost, latency_s, models))
     return out
 
 
-def _energy(cost: Cost, latency_s: float, models: DeviceModels) -> float | None:
-    """Dynamic energy (above idle) of one call on the datasheet device: comparable to measured energy_j."""
-    device = models.datasheet or models.calibrated
-    if device is None:
-        return None
-    from reference_impls.hardware.energy_model import predict_energy
+def _energy(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
+    """Dynamic energy (above idle) of one call, comparable to measured energy_j: from this machine's measured
+    power coefficients when the calibration has them, else from the registry's datasheet estimates."""
+    from reference_impls.hardware import energy_model
 
-    prediction = predict_energy(device, cost.expected_flops, cost.expected_traffic, cost.dtype, latency_s)
-    return None if prediction is None else prediction.dynamic_j
+    if models.power:
+        value = energy_model.predict_calibrated_energy(models.power, cost.expected_flops,
+                                                       sum(cost.expected_traffic.values()), cost.dtype, latency_s)
+        return {"predicted_energy_j": value, "energy_model": "calibrated"}
+    device = models.datasheet or models.calibrated
+    prediction = energy_model.predict_energy(device, cost.expected_flops, cost.expected_traffic, cost.dtype, latency_s)
+    return {} if prediction is None else {"predicted_energy_j": prediction.dynamic_j, "energy_model": "datasheet"}
 
 
 def floor_violation(model: dict, latency_s: float) -> str | None:

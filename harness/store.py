@@ -19,7 +19,8 @@ from harness.errors import UserError
 MANIFEST, RECORDS = "manifest.json", "records.jsonl"
 MODEL_COLUMNS = ("footprint_bytes", "dtype", "launches", "achieved_flops_per_s", "achieved_bytes_per_s", "device",
                  "predicted_latency_s", "floor_latency_s", "roofline_fraction", "datasheet_roofline_fraction",
-                 "bound", "arithmetic_intensity", "residual", "predicted_energy_j", "floor_applies")
+                 "bound", "arithmetic_intensity", "residual", "predicted_energy_j", "energy_model",
+                 "floor_applies")
 RESULTS_ROOT = Path("results")
 
 

@@ -106,3 +106,15 @@ def test_quick_cpu_calibration_measures_real_ceilings(tmp_path):
     assert measured["matmul_flops_per_s"]["float32"] > 1e9 and 0 < measured["launch_overhead_s"] < 1e-3
     assert [r["chunk_bytes"] for r in measured["file_read"]] == [4096, 65536, 1 << 20, 16 << 20]
     assert calibration.ensure("cpu", tmp_path)["reused_from"].endswith(".json")
+
+
+def test_calibrated_power_coefficients_replace_datasheet_energy():
+    power = {"idle_w": 70.0, "constant_w": 170.0, "j_per_byte": 5e-11, "j_per_flop": {"bfloat16": 6e-13}}
+    gpu = {**profile("NVIDIA H100 80GB HBM3", "cuda", copy=2.9e12, fp32=5e13), "power": power}
+    cost = Cost(flops=2e12, bytes={"dram": 1e9}, dtype="bfloat16", traffic_bytes={"dram": 4e9})
+    out = predict(cost, latency_s=0.004, models=DeviceModels.for_profile(gpu))
+    assert out["energy_model"] == "calibrated"
+    assert out["predicted_energy_j"] == pytest.approx(100.0 * 0.004 + 6e-13 * 2e12 + 5e-11 * 4e9)
+    float32 = Cost(flops=2e12, bytes={"dram": 1e9}, dtype="float32")  # no float32 coefficient: bfloat16's
+    assert predict(float32, 0.004, DeviceModels.for_profile(gpu))["predicted_energy_j"] == pytest.approx(
+        100.0 * 0.004 + 6e-13 * 2e12 + 5e-11 * 1e9)

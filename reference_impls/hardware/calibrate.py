@@ -149,6 +149,65 @@ def _drop_cache(fd: int) -> bool:
         return False
 
 
+def _nvml_energy_j() -> Callable[[], float] | None:
+    """NVML total-energy counter of GPU 0 in joules, or None where there is none."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    except Exception:
+        return None
+    return lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1e3
+
+
+def _average_power(read_j: Callable[[], float], fn: Callable[[], object], window_s: float) -> tuple[float, float]:
+    """(watts, calls per second) of running `fn` back to back for at least `window_s`."""
+    fn()
+    torch.cuda.synchronize()
+    e0, t0, calls = read_j(), time.perf_counter(), 0
+    while time.perf_counter() - t0 < window_s:
+        fn()
+        calls += 1
+        if calls % 8 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return (read_j() - e0) / seconds, calls / seconds
+
+
+def _copy_power(read_j: Callable[[], float], copy_bytes: int, window_s: float) -> tuple[float, float]:
+    src = torch.rand(copy_bytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    return _average_power(read_j, lambda: dst.copy_(src), window_s)
+
+
+def power_profile(copy_bytes: int, matmul_n: int, window_s: float = 2.0) -> dict | None:
+    """Energy-roofline coefficients of GPU 0 from NVML: idle and constant power, joules per byte and per FLOP.
+
+    Four windows: idle (sleeping), busy doing nothing (tiny kernels back to back: clocks up, no traffic),
+    a large copy (bytes), a bf16 matmul (FLOPs). Each coefficient is the power difference over the rate.
+    """
+    read_j = _nvml_energy_j()
+    if read_j is None:
+        return None
+    e0, t0 = read_j(), time.perf_counter()
+    time.sleep(window_s)
+    idle_w = (read_j() - e0) / (time.perf_counter() - t0)
+    tiny = torch.rand(1, device="cuda")
+    constant_w, _ = _average_power(read_j, lambda: tiny.add_(1.0), window_s)
+    copy_w, copies_per_s = _copy_power(read_j, copy_bytes, window_s)
+    j_per_byte = (copy_w - constant_w) / (copies_per_s * 2 * copy_bytes)
+    a, b = (torch.randn(matmul_n, matmul_n, device="cuda").to(torch.bfloat16) for _ in range(2))
+    matmul_w, products_per_s = _average_power(read_j, lambda: a @ b, window_s)
+    flops_per_s, mm_bytes_per_s = products_per_s * 2.0 * matmul_n**3, products_per_s * 3 * 2 * matmul_n**2
+    j_per_flop = (matmul_w - constant_w - j_per_byte * mm_bytes_per_s) / flops_per_s
+    return {"idle_w": idle_w, "constant_w": constant_w, "copy_w": copy_w, "matmul_w": matmul_w,
+            "j_per_byte": j_per_byte, "j_per_flop": {"bfloat16": j_per_flop}, "window_s": window_s,
+            "source": "NVML total-energy counter over membench calibrate's idle, busy, copy and matmul windows"}
+
+
 def calibrate(device: str, sizes: CalibrationSizes) -> dict:
     """One profile of this machine's ceilings for `device` ("cpu" or "cuda")."""
     started = time.perf_counter()
@@ -171,6 +230,8 @@ def calibrate(device: str, sizes: CalibrationSizes) -> dict:
         props = torch.cuda.get_device_properties(0)
         profile["memory_total_bytes"] = props.total_memory
         profile["llc_bytes"] = getattr(props, "L2_cache_size", None)
+        window_s = 2.0 if sizes.repeats > 5 else 1.0
+        profile["power"] = power_profile(sizes.copy_bytes, sizes.matmul_n["bfloat16"], window_s)
     else:
         import psutil
 

@@ -76,3 +76,15 @@ def predict_energy(device: Device, flops: float, bytes_by_tier: dict[str, float]
     dynamic_j = compute_j + sum(memory_j.values())
     return EnergyPrediction(total_j=idle_j + dynamic_j, idle_j=idle_j, compute_j=compute_j, memory_j=memory_j,
                             dynamic_j=dynamic_j, source=f"{device.name}: " + ", ".join(used))
+
+
+def predict_calibrated_energy(power: dict, flops: float, bytes_moved: float, dtype: str, latency_s: float) -> float:
+    """Dynamic joules (above idle) from coefficients measured on this machine (`calibrate.power_profile`).
+
+    Choi et al.'s energy roofline: E = π0·T + ε_flop·W + ε_byte·Q, with π0 the constant power of a busy
+    device (clocks up, little work) — here above idle, since measured energy_j is net of idle power. A dtype
+    without its own ε_flop uses bfloat16's.
+    """
+    per_flop = power["j_per_flop"].get(dtype, power["j_per_flop"].get("bfloat16", 0.0))
+    constant_w = power["constant_w"] - power["idle_w"]
+    return constant_w * latency_s + per_flop * flops + power["j_per_byte"] * bytes_moved
