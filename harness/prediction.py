@@ -25,13 +25,18 @@ class DeviceModels:
     power: dict | None = None  # measured energy coefficients (calibrate.power_profile), where a counter exists
 
     @classmethod
-    def for_profile(cls, profile: dict | None) -> DeviceModels:
+    def for_profile(cls, profile: dict | None, run_idle_w: float | None = None) -> DeviceModels:
+        """Models from a calibration profile. Measured energy_j is net of the idle power measured at the start
+        of the run, so the energy model subtracts that idle power (`run_idle_w`), not calibration's own."""
         if not profile:
             return cls(None, None)
         from reference_impls.hardware import devices
 
         base = devices.identify(profile.get("name", ""))
-        return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"), profile.get("power"))
+        power = profile.get("power")
+        if power and run_idle_w is not None:
+            power = {**power, "idle_w": run_idle_w}
+        return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"), power)
 
 
 def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:

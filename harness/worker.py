@@ -89,7 +89,8 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     metrics["quality.rel_l2_error"] = _quality_metric(check)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
     latency = metrics["latency_s"]["value"]
-    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration))
+    run_idle_w = spec.idle_power["watts"] if spec.idle_power else None
+    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration, run_idle_w))
     if "energy_j" in unmeasured and "predicted_energy_j" in model:
         note = f"hardware model for {model.get('device')}; not measured: {unmeasured['energy_j']}"
         metrics["energy_j"] = metric(model["predicted_energy_j"], "J", "modeled", note=note)

@@ -188,6 +188,7 @@ def power_profile(copy_bytes: int, matmul_n: int, window_s: float = 2.0) -> dict
 
     Four windows: idle (sleeping), busy doing nothing (tiny kernels back to back: clocks up, no traffic),
     a large copy (bytes), a bf16 matmul (FLOPs). Each coefficient is the power difference over the rate.
+    The idle window follows other work, so the GPU may not have settled; runs subtract their own idle.
     """
     read_j = _nvml_energy_j()
     if read_j is None:
