@@ -107,8 +107,18 @@ def load_suite(name_or_path: str, registry: Registry, device: str | None = None)
     for index, entry in enumerate(entries):
         cases.extend(_expand(path, index, entry, registry, settings.seed, device))
     unique = list(dict.fromkeys(cases))
-    return Suite(str(data.get("name", path.stem)), str(data.get("description", "")), str(path),
+    return Suite(str(data.get("name", path.stem)), str(data.get("description", "")), _display_path(path),
                  hashlib.sha256(text.encode()).hexdigest()[:12], settings, tuple(unique), plugins)
+
+
+def _display_path(path: Path) -> str:
+    """Relative to membench's folder or the working directory when inside them: manifests travel between machines."""
+    for root in (SUITES_DIR.parent, Path.cwd()):
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _settings(path: Path, raw: Any) -> Settings:

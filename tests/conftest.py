@@ -18,3 +18,17 @@ def write_suite(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic report site (tests/report_site.py) built once per test module."""
+    from report_site import BUILD_TIME, DEVICES, METRIC_SPECS, WORKLOAD_INFO, make_manifests, make_records
+
+    from reports import build_site
+
+    out = tmp_path_factory.mktemp("site")
+    index = build_site(make_records(), make_manifests(), out, METRIC_SPECS, WORKLOAD_INFO, BUILD_TIME,
+                       devices=DEVICES)
+    assert index == out / "index.html"
+    return out
