@@ -112,8 +112,13 @@ def _input_sets(workload: Workload, params: dict, case: Case, spec: CaseSpec) ->
     import torch
 
     l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20)
-    n = min(8, max(1, math.ceil(2 * l2 / max(workload.input_bytes(first), 1))))
+    n = rotation_sets(l2, workload.input_bytes(first))
     return [first] + [workload.inputs(params, case.device, case.seed + i) for i in range(1, n)]
+
+
+def rotation_sets(cache_bytes: int, input_bytes: int, most: int = 8) -> int:
+    """Input sets to cycle through so that together they exceed twice the cache (at most `most`)."""
+    return min(most, max(1, math.ceil(2 * cache_bytes / max(input_bytes, 1))))
 
 
 def _peak_memory(call: Any, device: str, isolation: str) -> tuple[Any, dict]:
