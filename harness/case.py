@@ -60,6 +60,7 @@ class Cost:
     traffic_bytes: dict[str, float] | None = None
     launches: int = 1  # kernel launches or framework calls per call: each pays the launch overhead
     executed_flops: float | None = None
+    special_ops: float = 0.0  # exp and other transcendental evaluations, which run on slower units than FMAs
 
     def __post_init__(self) -> None:
         traffic = (self.traffic_bytes or {}).values()
@@ -77,7 +78,7 @@ class Cost:
     def to_json(self) -> dict:
         return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes,
                 "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches,
-                "executed_flops": self.expected_flops}
+                "executed_flops": self.expected_flops, "special_ops": self.special_ops}
 
     @property
     def expected_flops(self) -> float:

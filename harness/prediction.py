@@ -56,7 +56,7 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
         out[f"{name}_roofline_fraction"] = floor.latency_s / latency_s
     if models.calibrated is not None:
         prediction = roofline(models.calibrated, cost.expected_flops, cost.expected_traffic, cost.dtype,
-                              cost.launches)
+                              cost.launches, cost.special_ops)
         out.update(device=models.calibrated.name, predicted_latency_s=prediction.latency_s, bound=prediction.bound,
                    arithmetic_intensity=prediction.arithmetic_intensity,
                    residual=latency_s / prediction.latency_s - 1.0,

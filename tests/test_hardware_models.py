@@ -167,3 +167,13 @@ def test_energy_is_none_without_coefficients(h100):
 def test_energy_with_only_idle(h100):
     e = predict_energy(h100, 0, {}, "bfloat16", 2.0)
     assert e.total_j == pytest.approx(140) and e.dynamic_j == 0 and e.memory_j == {}
+
+
+def test_special_function_term_adds_to_compute_time_where_the_device_has_it():
+    h100 = get_device("h100-sxm-80gb")
+    plain = roofline(h100, 2e12, {"dram": 1e8}, "bfloat16", launches=0)
+    with_exp = roofline(h100, 2e12, {"dram": 1e8}, "bfloat16", launches=0, special_ops=3.9e9)
+    assert with_exp.compute_s == pytest.approx(plain.compute_s + 1e-3)  # 3.9e9 exp at 3.9e12/s
+    mcu = get_device("mcu-256kb-sram")  # no special-function figure: the term is ignored
+    assert roofline(mcu, 1e6, {"dram": 1e3}, "int8", special_ops=1e9).compute_s == roofline(
+        mcu, 1e6, {"dram": 1e3}, "int8").compute_s

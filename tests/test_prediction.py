@@ -104,6 +104,9 @@ def test_quick_cpu_calibration_measures_real_ceilings(tmp_path):
     measured = calibration.ensure("cpu", tmp_path)
     assert measured["copy_bytes_per_s"] > 1e9 and measured["read_bytes_per_s"] > 1e9
     assert measured["matmul_flops_per_s"]["float32"] > 1e9 and 0 < measured["launch_overhead_s"] < 1e-3
+    assert measured["special_ops_per_s"] > 1e8 and measured["llc_bytes"] > 0
+    machine = DeviceModels.for_profile(measured).calibrated
+    assert machine.extras["special_ops_per_s"].value == measured["special_ops_per_s"]
     assert [r["chunk_bytes"] for r in measured["file_read"]] == [4096, 65536, 1 << 20, 16 << 20]
     assert calibration.ensure("cpu", tmp_path)["reused_from"].endswith(".json")
 

@@ -88,6 +88,20 @@ def matmul_flops(device: str, dtype: str, n: int, repeats: int) -> float | None:
     return 2.0 * n**3 / seconds
 
 
+def exp_throughput(device: str, elements: int = 262144, repeats: int = 5) -> float:
+    """exp() results per second on a cache-resident float32 tensor (1 MiB: large enough for every thread,
+    small enough for the caches): the transcendental ceiling softmax meets.
+
+    On a GPU torch's exp is bound by memory, not by the special-function units, so only the CPU figure is
+    meaningful; GPUs use the registry's figure.
+    """
+    x = torch.rand(elements, device=device)
+    out = torch.empty_like(x)
+    batch = 20
+    seconds = median_time(lambda: [torch.exp(x, out=out) for _ in range(batch)], _sync(device), repeats)
+    return elements * batch / seconds
+
+
 def host_link_bandwidth(nbytes: int, repeats: int) -> tuple[float, float]:
     """(host→device, device→host) bytes per second with pinned host memory."""
     host = torch.rand(nbytes // 4).pin_memory()
@@ -238,6 +252,7 @@ def calibrate(device: str, sizes: CalibrationSizes) -> dict:
 
         profile["memory_total_bytes"] = psutil.virtual_memory().total
         profile["llc_bytes"] = last_level_cache_bytes()
+        profile["special_ops_per_s"] = exp_throughput(device)
     profile["file_read"], profile["file_read_method"] = file_read_bandwidth(sizes.file_bytes)
     profile["copy_buffer_bytes"], profile["seconds"] = sizes.copy_bytes, time.perf_counter() - started
     return profile

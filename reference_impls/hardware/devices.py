@@ -306,7 +306,10 @@ def _measured(profile: dict) -> dict[str, Any]:
                                                               f"{profile.get('file_read_method', 'method unstated')}"),
         "link": fig(min(links), "min(host-to-device, device-to-host) copy") if links else None,
         "launch": fig(profile.get("launch_overhead_s"), "empty-call overhead"),
-        "extras": {} if read is None else {"measured_read_bytes_per_s": read},
+        "extras": {key: value for key, value in (
+            ("measured_read_bytes_per_s", read),
+            ("special_ops_per_s", fig(profile.get("special_ops_per_s"), "exp() on a cache-resident float32 tensor")),
+        ) if value is not None},
     }
 
 

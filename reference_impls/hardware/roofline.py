@@ -47,14 +47,21 @@ def resolve_bytes(device: Device, bytes_by_tier: dict[str, float]) -> dict[str, 
 
 
 def roofline(device: Device, flops: float, bytes_by_tier: dict[str, float], dtype: str,
-             launches: int = 1) -> Roofline:
-    """The roofline floor of `flops` in `dtype` plus `bytes_by_tier` of traffic, over `launches` launches."""
+             launches: int = 1, special_ops: float = 0.0) -> Roofline:
+    """The roofline floor of `flops` in `dtype` plus `bytes_by_tier` of traffic, over `launches` launches.
+
+    `special_ops` (exp and other transcendental evaluations) run on the special-function units at the
+    device's `special_ops_per_s` (an extras figure) and are added to the compute time, not overlapped with
+    it — softmax's exp between two matmuls, as FlashAttention-2 schedules it. Devices without the figure
+    ignore the term.
+    """
     if not flops >= 0 or not launches >= 0:
         raise ValueError(f"flops and launches must be non-negative, got {flops!r} and {launches!r}")
     peak = device.peak(dtype).value
     traffic = resolve_bytes(device, bytes_by_tier)
     memory_s = {name: nbytes / device.tier(name).bandwidth_bytes_per_s.value for name, nbytes in traffic.items()}
-    compute_s = flops / peak
+    special = device.extras.get("special_ops_per_s")
+    compute_s = flops / peak + (special_ops / special.value if special and special_ops > 0 else 0.0)
     launch_s = launches * device.launch_overhead_s.value
     terms = [("compute", compute_s), *((f"memory:{name}", s) for name, s in memory_s.items()), ("launch", launch_s)]
     bound = max(terms, key=lambda term: term[1])[0]  # a tie goes to the term listed first

@@ -51,7 +51,7 @@ class AttentionPrefill(Workload):
         traffic, launches, scores = _traffic_and_launches(impl, b, h, s, d, element, params["causal"])
         return Cost(flops, {"dram": io_bytes}, None if workspace is None else io_bytes + workspace,
                     dtype=params["dtype"], traffic_bytes={"dram": traffic}, launches=launches,
-                    executed_flops=4.0 * b * h * scores * d)
+                    executed_flops=4.0 * b * h * scores * d, special_ops=float(b * h * scores))
 
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
         backend = SDPA_BACKENDS.get(impl)
