@@ -15,6 +15,7 @@ import pandas as pd
 from reports.charts import Chart, log_ticks, tick_label
 from reports.format import format_quantity, format_signed_percent
 from reports.hardware_cells import PREDICTED, RESIDUAL
+from reports.records import by_workload_and_impl
 from reports.roofline import SYMBOLS
 
 MEASURED = "latency_s"
@@ -41,11 +42,8 @@ def _add_guides(go: Any, fig: Any, lo: float, hi: float) -> None:
 
 
 def _add_points(go: Any, fig: Any, cases: list[dict], colors: Mapping[str, str]) -> None:
-    workloads = sorted({str(c.get("workload")) for c in cases})
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for c in cases:
-        groups.setdefault((str(c.get("workload")), str(c.get("impl"))), []).append(c)
-    for (workload, impl), recs in sorted(groups.items()):
+    workloads, groups = by_workload_and_impl(cases)
+    for (workload, impl), recs in groups:
         custom = [[str(r.get("case")), format_quantity(r.get(MEASURED), "s"), format_quantity(r.get(PREDICTED), "s"),
                    format_signed_percent(r.get(RESIDUAL))] for r in recs]
         fig.add_trace(go.Scatter(

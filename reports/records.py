@@ -55,6 +55,14 @@ def group_records(records: Iterable[dict], keys: list[str]) -> list[tuple[tuple,
     return sorted(groups.items(), key=lambda kv: [value_sort_key(v) for v in kv[0]])
 
 
+def by_workload_and_impl(points: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[tuple[tuple[str, str], list]]]:
+    """(sorted workload names, [((workload, impl), points)] sorted): one chart trace per pair."""
+    groups: dict[tuple[str, str], list] = {}
+    for p in points:
+        groups.setdefault((str(p.get("workload")), str(p.get("impl"))), []).append(p)
+    return sorted({workload for workload, _ in groups}), sorted(groups.items())
+
+
 def _hashable(value: Any) -> Any:
     """Group key for a cell: None when missing, repr for unhashable values such as lists."""
     if is_missing(value):

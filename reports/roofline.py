@@ -14,7 +14,7 @@ import pandas as pd
 
 from reports.charts import Chart, log_ticks, tick_label
 from reports.format import format_percent, format_quantity
-from reports.records import slug
+from reports.records import by_workload_and_impl, slug
 
 AI, ACHIEVED = "model.arithmetic_intensity", "model.achieved_flops_per_s"
 LINE_COLORS = ("#222222", "#7a5195", "#8c6d1f", "#3d7a7a", "#9a3b3b")
@@ -84,11 +84,8 @@ def _add_roofs(go: Any, fig: Any, info: Mapping[str, Any], dtypes: list[str], sp
 
 def _add_cases(go: Any, fig: Any, points: list[dict], colors: Mapping[str, str]) -> None:
     """One marker trace per (workload, impl): colour by implementation, symbol by workload."""
-    workloads = sorted({str(p.get("workload")) for p in points})
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for p in points:
-        groups.setdefault((str(p.get("workload")), str(p.get("impl"))), []).append(p)
-    for (workload, impl), recs in sorted(groups.items()):
+    workloads, groups = by_workload_and_impl(points)
+    for (workload, impl), recs in groups:
         custom = [[str(r.get("case")), format_quantity(r.get("latency_s"), "s"),
                    format_percent(r.get("model.roofline_fraction")), str(r.get("model.bound") or "unknown")]
                   for r in recs]
