@@ -101,11 +101,6 @@ class Case:
         inner = ",".join(f"{k}={v}" for k, v in self.params)
         return f"{self.family}/{self.workload}/{self.impl}[{inner}]@{self.device}"
 
-    @property
-    def group_key(self) -> tuple:
-        """Cases that differ only in implementation share inputs, reference and baseline."""
-        return (self.workload, self.params, self.device, self.seed)
-
     def param_dict(self) -> dict[str, Any]:
         return dict(self.params)
 

@@ -40,21 +40,21 @@ def select(cases: Iterable[Case], patterns: Iterable[str]) -> list[Case]:
 
 def baseline_first(cases: list[Case]) -> list[Case]:
     """Within each group of cases sharing inputs, run the baseline impl first so its error can be reused."""
+    first_of_group: dict[tuple, int] = {}
+    for index, case in enumerate(cases):
+        first_of_group.setdefault(_group(case.to_json()), index)
+
     def rank(indexed: tuple[int, Case]) -> tuple:
         index, case = indexed
         baseline = REGISTRY.baseline_of(case.workload)
-        first_of_group = min(i for i, c in enumerate(cases) if _group(c) == _group(case))
-        return (first_of_group, baseline is None or case.impl != baseline.name, index)
+        return (first_of_group[_group(case.to_json())], baseline is None or case.impl != baseline.name, index)
 
     return [c for _, c in sorted(enumerate(cases), key=rank)]
 
 
-def _group(case: Case) -> tuple:
-    return (case.workload, tuple(sorted(case.params)), case.device, case.seed)
-
-
-def _record_group(record: dict) -> tuple:
-    return (record["workload"], tuple(sorted(record["params"].items())), record["device"], record["seed"])
+def _group(case: dict) -> tuple:
+    """Cases (or their records) that differ only in implementation share inputs, reference and baseline."""
+    return (case["workload"], tuple(sorted(case["params"].items())), case["device"], case["seed"])
 
 
 def open_store(suite: Suite, out: Path | None, resume: bool, root: Path = RESULTS_ROOT) -> RunStore:
@@ -91,7 +91,7 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
     cases = baseline_first(select(suite.cases, patterns))
     todo = [c for c in cases if c.id not in finished]
     result = RunResult(store.folder, skipped_finished=len(cases) - len(todo))
-    baseline_errors = {_record_group(r): r["metrics"]["quality.rel_l2_error"]["value"]
+    baseline_errors = {_group(r): r["metrics"]["quality.rel_l2_error"]["value"]
                        for r in finished.values() if _is_ok_baseline(r)}
     idle = _idle_power(manifest, {c.device for c in todo}, suite.settings.energy_window_s)
     store.write_manifest(manifest)
@@ -99,13 +99,13 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
         if on_start:
             on_start(case)
         spec = CaseSpec(manifest["run"], case, suite.settings, suite.plugins,
-                        baseline_error=baseline_errors.get(_group(case)), idle_power=idle.get(case.device),
+                        baseline_error=baseline_errors.get(_group(case.to_json())), idle_power=idle.get(case.device),
                         calibration=calibrations.get(case.device))
         record = execute(spec)
         store.append(record)
         result.counts[record.status] += 1
         if _is_ok_baseline(record.to_json()):
-            baseline_errors[_group(case)] = record.metrics["quality.rel_l2_error"]["value"]
+            baseline_errors[_group(case.to_json())] = record.metrics["quality.rel_l2_error"]["value"]
         if on_record:
             on_record(record)
     manifest = store.manifest()
