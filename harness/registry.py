@@ -58,7 +58,15 @@ class Workload:
         raise NotImplementedError
 
     def quality(self, output: Any, reference: Any) -> dict[str, float]:
+        """Named quality metrics of a checked output (recall@k, SQNR, ...), each declared in harness.metrics."""
         return {"quality.rel_l2_error": rel_l2_error(output, reference)}
+
+    def counters(self, output: Any, params: dict) -> dict[str, float]:
+        """Deterministic figures the output carries (bytes held, waste %, operations), each a declared metric.
+
+        For simulators and policies the answer is a count, not a time: the runner records these as `counted`.
+        """
+        return {}
 
     def check(self, output: Any, reference: Any, baseline_error: float | None) -> Check:
         """DESIGN's rule: error ≤ 2 × the baseline implementation's error in the same precision + eps floor.

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness import metrics as metric_specs
 from harness.case import Case, Record, metric, one_line
 from harness.collectors import device_state, energy, memory, timing
 from harness.prediction import DeviceModels, floor_violation, predict
@@ -76,17 +77,19 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     before = device_state.snapshot(case.device)
     warmup_calls, inner = timing.warm_up(call, plan, len(inputs), sync)
     output, metrics = _peak_memory(lambda: call(0), case.device, settings.isolation)
-    check = _check(workload, output, inputs[0], params, spec, impl)
+    check, reference = _check(workload, output, inputs[0], params, spec, impl)
     version = workload.version()
     if not check.passed:
         error = f"correctness check failed: error {check.error:.3g} > tolerance {check.tolerance:.3g} ({check.rule})"
         return Record.for_case(spec.run, case, "failed", error=error, workload_version=version,
                                metrics={"quality.rel_l2_error": _quality_metric(check)})
-    del output
+    output_metrics = _output_metrics(workload, output, reference, params)
+    del output, reference
     timer = timing.time_cuda if case.device == "cuda" else timing.time_cpu
     samples = timer(call, plan, len(inputs), inner)
     metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner)
     metrics["quality.rel_l2_error"] = _quality_metric(check)
+    metrics.update(output_metrics)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
     latency = metrics["latency_s"]["value"]
     run_idle_w = spec.idle_power["watts"] if spec.idle_power else None
@@ -128,7 +131,7 @@ def _peak_memory(call: Any, device: str, isolation: str) -> tuple[Any, dict]:
 
 
 def _check(workload: Workload, output: Any, inputs: Any, params: dict, spec: CaseSpec,
-           impl: Implementation) -> Check:
+           impl: Implementation) -> tuple[Check, Any]:
     """Hold the output to DESIGN's 2x rule against the baseline implementation's error on the same inputs."""
     reference = workload.reference(inputs, params)
     baseline_error = None
@@ -137,7 +140,20 @@ def _check(workload: Workload, output: Any, inputs: Any, params: dict, spec: Cas
         baseline = REGISTRY.baseline_of(workload.name)
         if baseline_error is None and baseline is not None:
             baseline_error = workload.check(baseline.fn(inputs, params), reference, None).error
-    return workload.check(output, reference, baseline_error)
+    return workload.check(output, reference, baseline_error), reference
+
+
+def _output_metrics(workload: Workload, output: Any, reference: Any, params: dict) -> dict[str, dict]:
+    """The workload's own quality and counted metrics of the checked output, each a declared metric."""
+    found = {name: (value, "check") for name, value in workload.quality(output, reference).items()}
+    found |= {name: (value, "counted") for name, value in workload.counters(output, params).items()}
+    out = {}
+    for name, (value, source) in found.items():
+        if name == "quality.rel_l2_error":
+            continue  # recorded from the check itself, with its tolerance and rule
+        spec = metric_specs.get(name)  # an undeclared name fails the case, saying which names are declared
+        out[name] = metric(value, spec.unit, source)
+    return out
 
 
 def _quality_metric(check: Check) -> dict:

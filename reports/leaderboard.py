@@ -105,9 +105,11 @@ def rank_records(records: list[dict], primary: str, direction: str) -> list[tupl
 
 
 def shown_metrics(df: pd.DataFrame, primary: str) -> list[str]:
-    """Secondary metric columns: present, and either measured or explained for some row."""
-    quality = sorted(c for c in df.columns if c.startswith("quality.") and "__" not in c)
-    candidates = [*EXTRA_METRICS, *quality]
+    """Secondary metric columns: present, and either measured or explained for some row (workloads' own too)."""
+    measured = {c[: -len("__unit")] for c in df.columns if c.endswith("__unit")}
+    quality = sorted(c for c in measured if c.startswith("quality.") and c in df.columns)
+    counted = sorted(c for c in measured - {*EXTRA_METRICS, *quality, "latency_s"} if c in df.columns)
+    candidates = [*EXTRA_METRICS, *quality, *counted]
     shown = []
     for m in candidates:
         if m == primary or m not in df.columns:

@@ -118,3 +118,15 @@ def test_baseline_error_is_reused_from_the_baseline_record(write_suite, tmp_path
 def test_filter_is_a_regular_expression_on_the_case_id(write_suite, tmp_path, pattern, expected):
     records = _run(write_suite, tmp_path, "inline", ["exact", "wrong", "raises"], patterns=[pattern])
     assert len(records) == expected
+
+
+def test_a_workloads_counted_metrics_are_recorded_and_undeclared_names_fail_the_case(write_suite, tmp_path):
+    text = BROKEN.format(isolation="inline", impls="exact", timeout=5).replace(
+        "scaled_copy", "counted_copy").replace("grid: {n: [4096]}", "grid: {n: [4096], declared: [true, false]}")
+    suite = load_suite(str(write_suite(text)), REGISTRY)
+    store = open_store(suite, tmp_path / "run", resume=False)
+    run_suite(suite, store, ())
+    records = {r["params"]["declared"]: r for r in read_records(tmp_path / "run")}
+    counted = records[True]["metrics"]["testing.copied_elements"]
+    assert (counted["value"], counted["unit"], counted["source"]) == (4096.0, "elements", "counted")
+    assert records[False]["status"] == "failed" and "testing.never_declared" in records[False]["error"]

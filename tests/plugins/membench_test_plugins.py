@@ -13,6 +13,7 @@ import time
 import torch
 
 from harness.case import Cost, Param
+from harness.metrics import declare
 from harness.registry import Workload, implementation, register_workload
 
 ALLOCATE_BYTES = 64 * 2**20
@@ -81,4 +82,24 @@ def killed(inputs: dict, params: dict) -> torch.Tensor:
 @implementation("scaled_copy", "overclaimed")
 def overclaimed(inputs: dict, params: dict) -> torch.Tensor:
     """Right answer, but its workload cost claims a petabyte moved: the measurement beats the roofline floor."""
+    return inputs["x"] * 2
+
+
+COPIED_ELEMENTS = declare("testing.copied_elements", "elements", "higher", "elements copied", deterministic=True)
+
+
+@register_workload
+class CountedCopy(ScaledCopy):
+    """scaled_copy whose answer also carries a count: the path simulators and policies report through."""
+
+    name = "counted_copy"
+    params = (*ScaledCopy.params, Param("declared", bool, True, doc="False returns an undeclared metric name"))
+
+    def counters(self, output: torch.Tensor, params: dict) -> dict[str, float]:
+        name = COPIED_ELEMENTS.name if params["declared"] else "testing.never_declared"
+        return {name: float(output.numel())}
+
+
+@implementation("counted_copy", "exact", baseline=True)
+def counted_exact(inputs: dict, params: dict) -> torch.Tensor:
     return inputs["x"] * 2
