@@ -83,6 +83,18 @@ class Workload:
             tolerance, rule = 2.0 * baseline_error + eps, "error <= 2 x baseline error + eps"
         return Check(error <= tolerance, error, tolerance, rule)
 
+    def wrong_answers(self, output: Any) -> list[Any]:
+        """Corruptions of a correct output that `check` must reject (the contract test feeds them in).
+
+        Tensor outputs: scaled by 1.01, rows swapped, one NaN. A workload whose answer is not a tensor (a
+        simulator's tally, a policy's kept set) overrides this with corruptions of its own answer type.
+        """
+        wrong = output * 1.01
+        swapped = output.flip(-2) if output.dim() > 1 else output.flip(0)
+        poisoned = output.clone()
+        poisoned.view(-1)[0] = float("nan")
+        return [wrong, swapped, poisoned]
+
     def input_bytes(self, inputs: Any) -> int:
         """Bytes of the tensors in `inputs` (a dict), used to size input rotation against the L2 cache."""
         values = inputs.values() if isinstance(inputs, dict) else [inputs]

@@ -62,10 +62,7 @@ def test_check_catches_a_wrong_answer(name):
     reference = workload.reference(inputs, params)
     output = REGISTRY.baseline_of(name).fn(inputs, params)
     error = workload.check(output, reference, None).error
-    wrong = output * 1.01
-    assert not workload.check(wrong, reference, error).passed
-    swapped = output.flip(-2) if output.dim() > 1 else output.flip(0)
-    assert not workload.check(swapped, reference, error).passed
-    poisoned = output.clone()
-    poisoned.view(-1)[0] = float("nan")
-    assert not workload.check(poisoned, reference, error).passed
+    wrong_answers = workload.wrong_answers(output)
+    assert len(wrong_answers) >= 2
+    for wrong in wrong_answers:
+        assert not workload.check(wrong, reference, error).passed
