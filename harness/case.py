@@ -42,6 +42,27 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One kernel, or a run of like kernels, of a multi-kernel implementation.
+
+    Kernels run one after another, so such an implementation takes the *sum* of each phase's own roofline
+    time, not one roofline over its totals: an fp32 matmul (compute-bound) followed by a softmax
+    (memory-bound) overlaps nothing. `bytes` is main-memory traffic; `dtype` the dtype whose peak applies.
+    """
+
+    name: str
+    flops: float
+    bytes: float
+    dtype: str
+    launches: int = 1
+    special_ops: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.flops >= 0 and self.bytes >= 0 and self.launches >= 0 and self.special_ops >= 0):
+            raise ValueError(f"phase cost must be non-negative: {self}")
+
+
+@dataclass(frozen=True)
 class Cost:
     """Analytic cost of one call.
 
@@ -61,6 +82,15 @@ class Cost:
     launches: int = 1  # kernel launches or framework calls per call: each pays the launch overhead
     executed_flops: float | None = None
     special_ops: float = 0.0  # exp and other transcendental evaluations, which run on slower units than FMAs
+    phases: tuple[Phase, ...] = ()  # when given, the prediction sums per-phase rooflines (see Phase)
+
+    @classmethod
+    def from_phases(cls, flops: float, bytes: dict[str, float], footprint_bytes: float | None, dtype: str,
+                    phases: tuple[Phase, ...]) -> Cost:
+        """A cost whose expected traffic, launches, executed FLOPs and special ops are its phases' totals."""
+        return cls(flops, bytes, footprint_bytes, dtype, traffic_bytes={"dram": sum(p.bytes for p in phases)},
+                   launches=sum(p.launches for p in phases), executed_flops=sum(p.flops for p in phases),
+                   special_ops=sum(p.special_ops for p in phases), phases=tuple(phases))
 
     def __post_init__(self) -> None:
         traffic = (self.traffic_bytes or {}).values()
@@ -78,7 +108,8 @@ class Cost:
     def to_json(self) -> dict:
         return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes,
                 "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches,
-                "executed_flops": self.expected_flops, "special_ops": self.special_ops}
+                "executed_flops": self.expected_flops, "special_ops": self.special_ops,
+                **({"phases": [asdict(p) for p in self.phases]} if self.phases else {})}
 
     @property
     def expected_flops(self) -> float:

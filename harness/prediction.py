@@ -8,7 +8,7 @@ prediction uses the implementation's expected traffic and launches under this ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from harness.case import Cost
 
@@ -43,10 +43,10 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
     """Model fields for a record: empty when neither a datasheet nor a calibration is available."""
     if models.datasheet is None and models.calibrated is None:
         return {}
-    from reference_impls.hardware.roofline import roofline
+    from reference_impls.hardware.roofline import phased_roofline, roofline
 
     out: dict = {}
-    floors = []
+    floors, prediction = [], None
     for name, device in (("calibrated", models.calibrated), ("datasheet", models.datasheet)):
         if device is None:
             continue
@@ -55,8 +55,11 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
         out[f"{name}_floor_latency_s"] = floor.latency_s
         out[f"{name}_roofline_fraction"] = floor.latency_s / latency_s
     if models.calibrated is not None:
-        prediction = roofline(models.calibrated, cost.expected_flops, cost.expected_traffic, cost.dtype,
-                              cost.launches, cost.special_ops)
+        if cost.phases:
+            prediction = phased_roofline(models.calibrated, [asdict(p) for p in cost.phases])
+        else:
+            prediction = roofline(models.calibrated, cost.expected_flops, cost.expected_traffic, cost.dtype,
+                                  cost.launches, cost.special_ops)
         out.update(device=models.calibrated.name, predicted_latency_s=prediction.latency_s, bound=prediction.bound,
                    arithmetic_intensity=prediction.arithmetic_intensity,
                    residual=latency_s / prediction.latency_s - 1.0,
@@ -66,18 +69,19 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
     if floors:
         out["floor_latency_s"] = min(floors)
         out["floor_applies"] = models.cache_bytes is None or cost.total_bytes > models.cache_bytes
-    out.update(_energy(cost, latency_s, models))
+    out.update(_energy(cost, latency_s, models, prediction))
     return out
 
 
-def _energy(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
-    """Dynamic energy (above idle) of one call, comparable to measured energy_j: from this machine's measured
-    power coefficients when the calibration has them, else from the registry's datasheet estimates."""
+def _energy(cost: Cost, latency_s: float, models: DeviceModels, prediction: object | None) -> dict:
+    """Dynamic energy (above idle) of one call, comparable to measured energy_j: from the power this machine
+    drew in calibration when it has those figures, else from the registry's datasheet estimates."""
     from reference_impls.hardware import energy_model
 
-    if models.power:
-        value = energy_model.predict_calibrated_energy(models.power, cost.expected_flops,
-                                                       sum(cost.expected_traffic.values()), cost.dtype, latency_s)
+    if models.power and prediction is not None and "matmul_w" in models.power:
+        value = energy_model.predict_calibrated_energy(models.power, prediction.compute_s,
+                                                       max(prediction.memory_s.values(), default=0.0),
+                                                       prediction.launch_s, latency_s)
         return {"predicted_energy_j": value, "energy_model": "calibrated"}
     device = models.datasheet or models.calibrated
     prediction = energy_model.predict_energy(device, cost.expected_flops, cost.expected_traffic, cost.dtype, latency_s)

@@ -382,3 +382,33 @@ def test_cuda_sdpa_backend_available_predicts_what_runs(backend: str, dtype: tor
         with warnings.catch_warnings(), pytest.raises(RuntimeError):
             warnings.simplefilter("ignore")
             attn.sdpa_attention(q, k, v, True, backend=backend)
+
+
+def test_sdpa_math_cost_follows_the_kernels_torch_dispatches():
+    """The math backend's phases are checked against the ops torch really runs (TorchDispatchMode), so a torch
+    release that changes them fails here instead of silently skewing predictions."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from harness.registry import REGISTRY
+
+    REGISTRY.load()
+    seen = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    q, k, v = (torch.randn(1, 2, 64, 32, dtype=torch.bfloat16) for _ in range(3))
+    with sdpa_kernel(SDPBackend.MATH), Log():
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert seen.count("_to_copy") == 5  # q, k, v up; probabilities and output back down
+    assert seen.count("bmm") == 2 and "_safe_softmax" in seen
+    params = {"seq": 64, "heads": 2, "head_dim": 32, "dtype": "bfloat16", "causal": True, "batch": 1}
+    cost = REGISTRY.workload("attention_prefill").cost(params, "sdpa_math")
+    matmuls = [p for p in cost.phases if "@" in p.name]
+    assert [p.dtype for p in matmuls] == ["float32", "float32"]  # upcast: the fp32 (not tensor-core) peak
+    n = 2 * 64 * 64
+    assert sum(p.bytes for p in cost.phases if p.name == "_safe_softmax") == 26 * n
+    assert cost.expected_flops == pytest.approx(4 * n * 32 + 5 * n + 2 * 2 * 64 * 32)

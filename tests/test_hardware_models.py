@@ -177,3 +177,20 @@ def test_special_function_term_adds_to_compute_time_where_the_device_has_it():
     mcu = get_device("mcu-256kb-sram")  # no special-function figure: the term is ignored
     assert roofline(mcu, 1e6, {"dram": 1e3}, "int8", special_ops=1e9).compute_s == roofline(
         mcu, 1e6, {"dram": 1e3}, "int8").compute_s
+
+
+def test_phased_roofline_sums_each_kernels_own_roofline():
+    from reference_impls.hardware.roofline import phased_roofline
+
+    h100 = get_device("h100-sxm-80gb")
+    matmul = {"flops": 1e12, "bytes": 1e8, "dtype": "float32", "launches": 1}  # compute-bound
+    softmax = {"flops": 1e9, "bytes": 1e11, "dtype": "float32", "launches": 1}  # memory-bound
+    both = phased_roofline(h100, [matmul, softmax])
+    parts = [roofline(h100, p["flops"], {"dram": p["bytes"]}, "float32", 1) for p in (matmul, softmax)]
+    assert both.latency_s == pytest.approx(parts[0].latency_s + parts[1].latency_s)
+    together = roofline(h100, 1.001e12, {"dram": 1.001e11}, "float32", 2)  # one roofline over the totals
+    assert both.latency_s > together.latency_s  # no overlap across kernels
+    assert both.bound == max(("compute", parts[0].latency_s), ("memory:hbm", parts[1].latency_s),
+                             key=lambda t: t[1])[0]
+    with pytest.raises(ValueError, match="at least one phase"):
+        phased_roofline(h100, [])

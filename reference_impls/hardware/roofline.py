@@ -3,6 +3,8 @@
 The floor is max(compute time, each tier's transfer time) + launch overhead: compute and every memory
 stream are assumed to overlap perfectly, and launches are not hidden. A measured latency above the
 floor says how far a kernel is from the hardware; one below it says a figure (or the cost) is wrong.
+An implementation made of several kernels in sequence is predicted phase by phase (phased_roofline): the
+sum of each kernel's own roofline.
 """
 
 from __future__ import annotations
@@ -83,3 +85,26 @@ def attainable_flops(device: Device, dtype: str, intensity: float) -> float:
         raise ValueError(f"arithmetic intensity must be non-negative, got {intensity!r}")
     bandwidth = device.tier(device.main_tier).bandwidth_bytes_per_s.value
     return min(device.peak(dtype).value, intensity * bandwidth)
+
+
+def phased_roofline(device: Device, phases: list[dict]) -> Roofline:
+    """Kernels that run one after another: each phase's roofline time, summed (nothing overlaps across them).
+
+    `phases` are dicts with flops, bytes (main memory), dtype and optionally launches and special_ops. The
+    bound named is the term that contributes the most time over all phases; the compute and memory fields
+    are the sums of each phase's own terms.
+    """
+    if not phases:
+        raise ValueError("phased_roofline needs at least one phase")
+    parts = [roofline(device, p["flops"], {device.main_tier: p["bytes"]}, p["dtype"], p.get("launches", 1),
+                      p.get("special_ops", 0.0)) for p in phases]
+    time_by_bound: dict[str, float] = {}
+    for part in parts:
+        time_by_bound[part.bound] = time_by_bound.get(part.bound, 0.0) + part.latency_s
+    flops, main_bytes = sum(p["flops"] for p in phases), sum(p["bytes"] for p in phases)
+    memory_s = {device.main_tier: sum(part.memory_s.get(device.main_tier, 0.0) for part in parts)}
+    return Roofline(latency_s=sum(part.latency_s for part in parts), compute_s=sum(p.compute_s for p in parts),
+                    memory_s=memory_s, launch_s=sum(p.launch_s for p in parts),
+                    bound=max(time_by_bound, key=time_by_bound.__getitem__),
+                    arithmetic_intensity=flops / main_bytes if main_bytes > 0 else math.inf,
+                    peak_flops=parts[0].peak_flops, bandwidth_bytes_per_s=parts[0].bandwidth_bytes_per_s)
