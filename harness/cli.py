@@ -184,6 +184,28 @@ def _ceilings(device, source: bool = False) -> dict:
     return out
 
 
+@cli.command("claims")
+@click.argument("runs", nargs=-1)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the table as JSON.")
+def claims_command(runs: tuple[str, ...], json_out: Path | None) -> None:
+    """Hold the seed papers' claims against the records of RUNS (folders or run ids): measured value, verdict."""
+    REGISTRY.load()
+    records = load([resolve_run(r) for r in runs]) if runs else load([])
+    rows = [claim.evaluate(records) for _, claim in sorted(REGISTRY.claims.items())]
+    table = Table("claim", "statement", "expected", "measured", "verdict", "how / detail", title="claims")
+    colour = {"reproduced": "green", "not reproduced": "red", "not measurable here": "dim"}
+    for row in rows:
+        measured = f"{row['measured']:.4g} {row['unit']}" if "measured" in row else "—"
+        bound = f"{row['comparison']} {row['expected']:.4g} {row['unit']}"
+        table.add_row(f"{row['id']}\n[dim]{escape(row['paper'])}[/]", escape(row["statement"]), bound, measured,
+                      f"[{colour[row['verdict']]}]{row['verdict']}[/]", escape(row["detail"]))
+    console.print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(rows, indent=1, default=str))
+        console.print(f"claims: {json_out}")
+
+
 @cli.command("export")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--parquet", "fmt", flag_value="parquet", default=True, help="Write Parquet (default).")

@@ -136,6 +136,7 @@ class Registry:
     def __init__(self) -> None:
         self.workloads: dict[str, Workload] = {}
         self.impls: dict[str, dict[str, Implementation]] = {}
+        self.claims: dict[str, Any] = {}  # harness.claims.Claim by id
         self._loaded: set[str] = set()
 
     def add_workload(self, workload: Workload) -> None:
@@ -152,6 +153,11 @@ class Registry:
         if impl.baseline and any(i.baseline for i in by_name.values()):
             raise ValueError(f"workload {impl.workload!r} already has a baseline implementation")
         by_name[impl.name] = impl
+
+    def add_claim(self, claim: Any) -> None:
+        if claim.id in self.claims:
+            raise ValueError(f"claim {claim.id!r} registered twice")
+        self.claims[claim.id] = claim
 
     def workload(self, name: str) -> Workload:
         if name not in self.workloads:
@@ -211,3 +217,9 @@ def implementation(workload: str, name: str, devices: tuple[str, ...] = ("cpu", 
         return fn
 
     return wrap
+
+
+def register_claim(claim: Any) -> Any:
+    """Register a harness.claims.Claim (workloads/claims.py holds the seed papers' claims)."""
+    REGISTRY.add_claim(claim)
+    return claim
