@@ -100,6 +100,11 @@ class Workload:
         values = inputs.values() if isinstance(inputs, dict) else [inputs]
         return int(sum(v.numel() * v.element_size() for v in values if hasattr(v, "element_size")))
 
+    def check_baseline(self, params: dict) -> str | None:
+        """The implementation whose error sets the 2x tolerance at these params; None means the registered
+        baseline. Override where the baseline cannot run at some sizes (a naive O(n²) one at 64K tokens)."""
+        return None
+
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
         """A one-line reason when this implementation cannot run these params on this device."""
         return None

@@ -412,3 +412,12 @@ def test_sdpa_math_cost_follows_the_kernels_torch_dispatches():
     n = 2 * 64 * 64
     assert sum(p.bytes for p in cost.phases if p.name == "_safe_softmax") == 26 * n
     assert cost.expected_flops == pytest.approx(4 * n * 32 + 5 * n + 2 * 2 * 64 * 32)
+
+
+def test_past_naives_reach_the_check_is_held_against_online_softmax():
+    from harness.registry import REGISTRY
+
+    workload = REGISTRY.load().workload("attention_prefill")
+    params = {"seq": 65536, "heads": 16, "head_dim": 128, "dtype": "bfloat16", "causal": True, "batch": 1}
+    assert workload.check_baseline(params) == "online_softmax"  # naive's scores would be 137 GB
+    assert workload.check_baseline({**params, "seq": 16384}) is None
