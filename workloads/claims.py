@@ -56,6 +56,32 @@ def _duplex_gqa_intensity(records: pd.DataFrame) -> Measurement:
                        "attention at 8K context, bf16", device="model")
 
 
+def _kivi2_bits(records: pd.DataFrame) -> Measurement | None:
+    rows = ok_rows(records, "kv_compression", policy="kivi", kivi_bits=2)
+    rows = rows[rows["impl"].astype(str).str.contains("compact|pack", regex=True)] if len(rows) else rows
+    if not len(rows) or "kv_allocated_bits_per_element" not in rows:
+        return None
+    best = rows.sort_values("kv_allocated_bits_per_element").iloc[0]
+    return Measurement(float(best["kv_allocated_bits_per_element"]),
+                       f"packed 2-bit codes + fp16 scale and zero point per group of {best['param.kivi_group']} + "
+                       f"{best['param.kivi_residual']} full-precision recent tokens over {best['param.kv_len']} "
+                       f"tokens ({best['impl']})", device=str(best["device"]))
+
+
+def _duo_ratio(retrieval_fraction: float, config_name: str, context: int) -> Measurement:
+    """Modeled whole-model decode memory (weights + KV) with full attention over DuoAttention's, both bf16."""
+    from reference_impls.hardware.transformer import Precision, kv_bytes_per_token, load_config, weight_bytes
+    from reference_impls.kernels.kv_compression import duo_attention_memory_ratio
+
+    config, precision = load_config(config_name), Precision()
+    weights, kv_full = weight_bytes(config, precision)["total"], kv_bytes_per_token(config, precision) * context
+    kv_ratio = duo_attention_memory_ratio(retrieval_fraction, context, sink=128, window=256)
+    whole = (weights + kv_full) / (weights + kv_full / kv_ratio)
+    return Measurement(whole, f"{config_name} shape at {context} tokens, {retrieval_fraction:.0%} retrieval heads, "
+                       f"128 sinks + 256 recent: weights {weights / 1e9:.1f} GB, KV {kv_full / 1e9:.1f} GB -> "
+                       f"{kv_full / kv_ratio / 1e9:.1f} GB (KV alone {kv_ratio:.2f}x)", device="model")
+
+
 register_claim(Claim(
     "P056-memory", "Rabe & Staats 2021, Self-attention does not need O(n^2) memory",
     "attention's memory overhead cut 59x (inference) at sequence length 16384",
@@ -71,3 +97,13 @@ register_claim(Claim(
     "P009-gqa", "Duplex (P009)", "decode attention Op/B of GQA (group 4-8) is 4-8 FLOP/byte in bf16",
     4.0, "FLOP/B", ">=", "arithmetic intensity from the transformer cost model (membench model)",
     _duplex_gqa_intensity))
+
+register_claim(Claim(
+    "KIVI-2-bits", "KIVI (Liu et al. 2024)", "KIVI-2 stores the KV cache in 2 bits per element",
+    2.0, "bit", "within", "bits actually held per cached element by the packed kv_compression/kivi case "
+    "(codes, scales, zero points and the full-precision window)", _kivi2_bits, tolerance=0.1))
+
+register_claim(Claim(
+    "P039-gqa", "DuoAttention (P039)", "decoding memory cut 1.67x on a GQA model (Llama-3-8B, 1M context)",
+    1.67, "x", ">=", "modeled: weights + KV with full attention over DuoAttention's at its head ratio (50% "
+    "retrieval heads), Llama-3.1-8B shape at 1,048,576 tokens", lambda df: _duo_ratio(0.5, "llama-3.1-8b", 1 << 20)))
