@@ -85,9 +85,9 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
                                metrics={"quality.rel_l2_error": _quality_metric(check)})
     output_metrics = _output_metrics(workload, output, reference, params)
     del output, reference
-    timer = timing.time_cuda if case.device == "cuda" else timing.time_cpu
-    samples = timer(call, plan, len(inputs), inner)
-    metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner)
+    samples, source, detail = _time(call, plan, len(inputs), inner, case.device)
+    metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner, source,
+                                                 **detail)
     metrics["quality.rel_l2_error"] = _quality_metric(check)
     metrics.update(output_metrics)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
@@ -105,6 +105,20 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     if below_floor:
         record.validity = {**record.validity, "ok": False, "reasons": [*record.validity["reasons"], below_floor]}
     return record
+
+
+def _time(call: Any, plan: timing.TimingPlan, n_inputs: int, inner: int, device: str) -> tuple[list, str, dict]:
+    """CPU: perf_counter_ns. CUDA: events; calls under 100 µs (inner > 1) are replayed from a CUDA graph, and
+    where capture fails they are timed eagerly with the reason beside the metric."""
+    if device != "cuda":
+        return timing.time_cpu(call, plan, n_inputs, inner), "perf_counter_ns", {}
+    if inner > 1:
+        try:
+            return timing.time_cuda_graph(call, plan, n_inputs, inner), "cuda_graph", {}
+        except RuntimeError as exc:
+            note = one_line(f"timed eagerly (launch overhead included): {exc}")
+            return timing.time_cuda(call, plan, n_inputs, inner), "cuda_event", {"note": note}
+    return timing.time_cuda(call, plan, n_inputs, inner), "cuda_event", {}
 
 
 def _input_sets(workload: Workload, params: dict, case: Case, spec: CaseSpec) -> list[Any]:

@@ -100,3 +100,57 @@ def test_without_nvml_the_counter_is_a_reason_and_state_is_empty(monkeypatch):
     reason = energy.nvml_counter(0)
     assert isinstance(reason, str) and "NVML Shared Library Not Found" in reason
     assert device_state.gpu_state(0) == {}
+
+
+class FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph: capture records the calls made inside it, replay repeats them."""
+
+    captured: list = []
+
+    def __init__(self):
+        self.calls = []
+
+    def replay(self):
+        for fn in self.calls:
+            fn()
+
+
+def _fake_graph_api(monkeypatch, fail: bool = False):
+    import contextlib
+
+    @contextlib.contextmanager
+    def capture(graph):
+        if fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        FakeGraph.captured = graph.calls
+        yield
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+
+
+def test_microsecond_calls_are_captured_once_then_replayed_per_sample(monkeypatch):
+    _fake_graph_api(monkeypatch)
+    seen = []
+    plan = timing.TimingPlan(0.0, 3, 0.0, 100, deadline=float("inf"))
+    samples = timing.time_cuda_graph(seen.append, plan, n_inputs=3, inner=5)
+    assert seen == [0, 1, 2, 0, 1]  # one capture of `inner` calls cycling the input sets; replays are GPU-side
+    assert len(samples) == 3 and all(s >= 0 for s in samples)
+    assert timing.time_cuda_graph(lambda i: None, plan, n_inputs=1, inner=10_000) is not None
+    assert timing.GRAPH_MAX_CALLS == 32
+
+
+def test_a_call_that_cannot_be_captured_is_timed_eagerly_with_the_reason(monkeypatch):
+    from harness import worker
+
+    _fake_graph_api(monkeypatch, fail=True)
+    plan = timing.TimingPlan(0.0, 3, 0.0, 100, deadline=float("inf"))
+    with pytest.raises(RuntimeError, match="CUDA graph capture failed"):
+        timing.time_cuda_graph(lambda i: None, plan, n_inputs=1, inner=4)
+    samples, source, detail = worker._time(lambda i: None, plan, 1, 4, "cuda")
+    assert source == "cuda_event" and "timed eagerly" in detail["note"] and len(samples) == 3
+    _fake_graph_api(monkeypatch)
+    assert worker._time(lambda i: None, plan, 1, 4, "cuda")[1] == "cuda_graph"
+    assert worker._time(lambda i: None, plan, 1, 1, "cuda")[1] == "cuda_event"  # long calls: plain events
