@@ -75,7 +75,8 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     plan = timing.TimingPlan(settings.warmup_s, settings.min_repeats, settings.min_time_s,
                              settings.max_repeats, deadline)
     before = device_state.snapshot(case.device)
-    warmup_calls, inner = timing.warm_up(call, plan, len(inputs), sync)
+    fastest: list[float] = []
+    warmup_calls, inner = timing.warm_up(call, plan, len(inputs), sync, fastest)
     output, metrics = _peak_memory(lambda: call(0), case.device, settings.isolation)
     check, reference = _check(workload, output, inputs[0], params, spec, impl)
     version = workload.version()
@@ -85,7 +86,7 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
                                metrics={"quality.rel_l2_error": _quality_metric(check)})
     output_metrics = _output_metrics(workload, output, reference, params)
     del output, reference
-    samples, source, detail = _time(call, plan, len(inputs), inner, case.device)
+    samples, source, detail = _time(call, plan, len(inputs), inner, case.device, fastest[0])
     metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner, source,
                                                  **detail)
     metrics["quality.rel_l2_error"] = _quality_metric(check)
@@ -107,12 +108,13 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     return record
 
 
-def _time(call: Any, plan: timing.TimingPlan, n_inputs: int, inner: int, device: str) -> tuple[list, str, dict]:
-    """CPU: perf_counter_ns. CUDA: events; calls under 100 µs (inner > 1) are replayed from a CUDA graph, and
-    where capture fails they are timed eagerly with the reason beside the metric."""
+def _time(call: Any, plan: timing.TimingPlan, n_inputs: int, inner: int, device: str,
+          fastest_s: float) -> tuple[list, str, dict]:
+    """CPU: perf_counter_ns. CUDA: events; calls under GRAPH_BELOW_S are replayed from a CUDA graph, and where
+    capture fails they are timed eagerly with the reason beside the metric."""
     if device != "cuda":
         return timing.time_cpu(call, plan, n_inputs, inner), "perf_counter_ns", {}
-    if inner > 1:
+    if fastest_s < timing.GRAPH_BELOW_S:
         try:
             return timing.time_cuda_graph(call, plan, n_inputs, inner), "cuda_graph", {}
         except RuntimeError as exc:

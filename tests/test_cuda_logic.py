@@ -149,8 +149,9 @@ def test_a_call_that_cannot_be_captured_is_timed_eagerly_with_the_reason(monkeyp
     plan = timing.TimingPlan(0.0, 3, 0.0, 100, deadline=float("inf"))
     with pytest.raises(RuntimeError, match="CUDA graph capture failed"):
         timing.time_cuda_graph(lambda i: None, plan, n_inputs=1, inner=4)
-    samples, source, detail = worker._time(lambda i: None, plan, 1, 4, "cuda")
+    samples, source, detail = worker._time(lambda i: None, plan, 1, 4, "cuda", 20e-6)
     assert source == "cuda_event" and "timed eagerly" in detail["note"] and len(samples) == 3
     _fake_graph_api(monkeypatch)
-    assert worker._time(lambda i: None, plan, 1, 4, "cuda")[1] == "cuda_graph"
-    assert worker._time(lambda i: None, plan, 1, 1, "cuda")[1] == "cuda_event"  # long calls: plain events
+    assert worker._time(lambda i: None, plan, 1, 4, "cuda", 20e-6)[1] == "cuda_graph"
+    assert worker._time(lambda i: None, plan, 1, 1, "cuda", 400e-6)[1] == "cuda_graph"  # launch-bound decode
+    assert worker._time(lambda i: None, plan, 1, 1, "cuda", 2e-3)[1] == "cuda_event"  # long calls: plain events
