@@ -48,3 +48,22 @@ def test_rabe_staats_claims_read_naive_over_chunked_at_16k():
 def test_duplex_gqa_intensity_is_modeled_between_4_and_8():
     row = REGISTRY.claims["P009-gqa"].evaluate(pd.DataFrame())
     assert 3.5 <= row["measured"] <= 8 and row["device"] == "model"
+
+
+def test_allocation_and_softmax_claims_read_their_workloads_records():
+    def alloc(impl, waste):
+        return {"workload": "kv_allocation", "impl": impl, "device": "cpu", "status": "ok", "valid": True,
+                "param.block_size": 16, "param.requests": 200.0, "param.trace": "sharegpt", "param.memory_gib": 2.0,
+                "kv_alloc.waste_pct": waste}
+
+    def soft(impl, n, latency):
+        return {"workload": "softmax_passes", "impl": impl, "device": "cpu", "status": "ok", "valid": True,
+                "param.n": n, "latency_s": latency}
+
+    records = pd.DataFrame([alloc("static", 72.0), alloc("paged", 1.3), soft("three_pass", 1 << 24, 0.045),
+                            soft("two_pass", 1 << 24, 0.060), soft("two_pass", 1 << 12, 0.001)])
+    assert REGISTRY.claims["P091-paged"].evaluate(records)["verdict"] == "reproduced"
+    static = REGISTRY.claims["P091-static"].evaluate(records)
+    assert static["measured"] == 72.0 and "200 sharegpt-like" in static["detail"]
+    softmax = REGISTRY.claims["P178-two-pass"].evaluate(records)
+    assert softmax["measured"] == pytest.approx(0.75) and softmax["verdict"] == "not reproduced"
