@@ -32,11 +32,18 @@ def test_good_suite_expands_grid_in_declared_param_order(write_suite):
     assert suite.settings.isolation == "inline" and suite.settings.min_repeats == 2
 
 
-def test_attention_prefill_smoke_suite_is_valid():
+def test_smoke_suite_is_valid_and_covers_every_cpu_long_context_workload():
     suite = load_suite("smoke", REGISTRY.load())
-    assert len(suite.cases) == 24
+    assert sum(c.workload == "attention_prefill" for c in suite.cases) == 24
     assert suite.cases[0].id.startswith("long_context/attention_prefill/")
     assert all(c.device == "cpu" for c in suite.cases)
+    covered = {c.workload for c in suite.cases}
+    assert {"attention_decode", "softmax_passes", "kv_allocation", "kv_compression", "context_sweep"} <= covered
+
+
+@pytest.mark.parametrize("name", ["gpu", "decode", "long_context_cpu", "kv_compression", "passkey", "claims"])
+def test_every_shipped_suite_loads(name):
+    assert load_suite(name, REGISTRY.load()).cases
 
 
 def test_device_override_replaces_devices(write_suite):
