@@ -8,7 +8,7 @@ prediction uses the implementation's expected traffic and launches under this ru
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from harness.case import Cost
 
@@ -39,8 +39,12 @@ class DeviceModels:
         return cls(base, devices.from_calibration(profile, base), profile.get("llc_bytes"), power)
 
 
-def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
-    """Model fields for a record: empty when neither a datasheet nor a calibration is available."""
+def predict(cost: Cost, latency_s: float, models: DeviceModels, graphed: bool = False) -> dict:
+    """Model fields for a record: empty when neither a datasheet nor a calibration is available.
+
+    `graphed`: the case was timed from CUDA-graph replays, so each launch costs the calibrated in-graph
+    kernel time (graph_launch_overhead_s) rather than the host launch path.
+    """
     if models.datasheet is None and models.calibrated is None:
         return {}
     from reference_impls.hardware.roofline import phased_roofline, roofline
@@ -55,10 +59,15 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels) -> dict:
         out[f"{name}_floor_latency_s"] = floor.latency_s
         out[f"{name}_roofline_fraction"] = floor.latency_s / latency_s
     if models.calibrated is not None:
+        device = models.calibrated
+        in_graph = device.extras.get("graph_launch_overhead_s") if graphed else None
+        if in_graph is not None:
+            device = replace(device, launch_overhead_s=in_graph)
+            out["launch_model"] = "cuda_graph"
         if cost.phases:
-            prediction = phased_roofline(models.calibrated, [asdict(p) for p in cost.phases])
+            prediction = phased_roofline(device, [asdict(p) for p in cost.phases])
         else:
-            prediction = roofline(models.calibrated, cost.expected_flops, cost.expected_traffic, cost.dtype,
+            prediction = roofline(device, cost.expected_flops, cost.expected_traffic, cost.dtype,
                                   cost.launches, cost.special_ops)
         out.update(device=models.calibrated.name, predicted_latency_s=prediction.latency_s, bound=prediction.bound,
                    arithmetic_intensity=prediction.arithmetic_intensity,

@@ -94,7 +94,8 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
     latency = metrics["latency_s"]["value"]
     run_idle_w = spec.idle_power["watts"] if spec.idle_power else None
-    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration, run_idle_w))
+    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration, run_idle_w),
+                   graphed=source == "cuda_graph")
     if "energy_j" in unmeasured and "predicted_energy_j" in model:
         note = f"hardware model for {model.get('device')}; not measured: {unmeasured['energy_j']}"
         metrics["energy_j"] = metric(model["predicted_energy_j"], "J", "modeled", note=note)
@@ -190,12 +191,12 @@ def _energy(spec: CaseSpec, call: Any, n_inputs: int, sync: Any, metrics: dict) 
     return {}
 
 
-def _model(cost: Any, latency_s: float, models: DeviceModels) -> dict:
+def _model(cost: Any, latency_s: float, models: DeviceModels, graphed: bool = False) -> dict:
     """Analytic cost beside the measurement, the rates it implies, and the hardware model's prediction."""
     model = cost.to_json()
     model["achieved_flops_per_s"] = cost.flops / latency_s
     model["achieved_bytes_per_s"] = cost.total_bytes / latency_s
-    model.update(predict(cost, latency_s, models))
+    model.update(predict(cost, latency_s, models, graphed))
     return model
 
 

@@ -127,3 +127,17 @@ def test_calibrated_energy_charges_each_share_of_time_the_power_of_its_calibrati
     assert predict(half, 1.0, models)["predicted_energy_j"] == pytest.approx(450.0)
     with pytest.raises(ValueError, match="model terms must be positive"):
         energy_model.predict_calibrated_energy(power, 0.0, 0.0, 0.0, 1.0)
+
+
+def test_a_graph_timed_case_pays_the_in_graph_launch_cost_not_the_host_path():
+    gpu = {**profile("NVIDIA H100 80GB HBM3", "cuda", copy=3e12, fp32=5e13), "launch_overhead_s": 10e-6,
+           "graph_launch_overhead_s": 1e-6}
+    models = DeviceModels.for_profile(gpu)
+    assert models.calibrated.extras["graph_launch_overhead_s"].kind == "measured"
+    tiny = Cost(flops=1e6, bytes={"dram": 3e6}, dtype="float32", launches=4)  # 1 µs of traffic, 4 kernels
+    eager, graphed = predict(tiny, 20e-6, models), predict(tiny, 20e-6, models, graphed=True)
+    assert eager["predicted_latency_s"] == pytest.approx(1e-6 + 4 * 10e-6)
+    assert graphed["predicted_latency_s"] == pytest.approx(1e-6 + 4 * 1e-6)
+    assert graphed["launch_model"] == "cuda_graph" and "launch_model" not in eager
+    cpu = predict(tiny, 20e-6, DeviceModels.for_profile(profile()), graphed=True)  # no graph figure: host path
+    assert "launch_model" not in cpu

@@ -125,6 +125,29 @@ def call_overhead(device: str, calls: int = 2000) -> float:
     return (time.perf_counter() - t0) / calls
 
 
+def graph_launch_overhead(kernels: int = 200, replays: int = 20) -> float:
+    """Seconds per tiny kernel replayed from a CUDA graph: the launch cost of a graph-timed case, which skips
+    the host's launch path (call_overhead measures that path)."""
+    x = torch.rand(1, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        x.add_(1.0)  # warm the kernel outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    with torch.cuda.graph(graph):
+        for _ in range(kernels):
+            x.add_(1.0)
+    graph.replay()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / (replays * kernels)
+
+
 def file_read_bandwidth(nbytes: int, chunks: tuple[int, ...] = (4096, 65536, 1 << 20, 16 << 20),
                         folder: str | None = None) -> tuple[list[dict], str]:
     """Sequential os.pread throughput by chunk size, the page cache dropped for the file before each pass.
@@ -242,6 +265,10 @@ def calibrate(device: str, sizes: CalibrationSizes) -> dict:
     }
     if device == "cuda":
         profile["h2d_bytes_per_s"], profile["d2h_bytes_per_s"] = host_link_bandwidth(256 << 20, sizes.repeats)
+        try:
+            profile["graph_launch_overhead_s"] = graph_launch_overhead()
+        except RuntimeError as exc:  # no graph support in this build/driver: predictions keep the host path
+            profile["graph_launch_overhead_s"], profile["graph_launch_error"] = None, str(exc).splitlines()[0]
         props = torch.cuda.get_device_properties(0)
         profile["memory_total_bytes"] = props.total_memory
         profile["llc_bytes"] = getattr(props, "L2_cache_size", None)

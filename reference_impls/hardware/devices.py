@@ -309,6 +309,8 @@ def _measured(profile: dict) -> dict[str, Any]:
         "extras": {key: value for key, value in (
             ("measured_read_bytes_per_s", read),
             ("special_ops_per_s", fig(profile.get("special_ops_per_s"), "exp() on a cache-resident float32 tensor")),
+            ("graph_launch_overhead_s", fig(profile.get("graph_launch_overhead_s"),
+                                            "tiny kernels replayed from a CUDA graph")),
         ) if value is not None},
     }
 
