@@ -83,6 +83,7 @@ class Cost:
     executed_flops: float | None = None
     special_ops: float = 0.0  # exp and other transcendental evaluations, which run on slower units than FMAs
     phases: tuple[Phase, ...] = ()  # when given, the prediction sums per-phase rooflines (see Phase)
+    hardware_bound: bool = True  # False: the time is interpreter work (a simulator), which no roofline predicts
 
     @classmethod
     def from_phases(cls, flops: float, bytes: dict[str, float], footprint_bytes: float | None, dtype: str,
@@ -109,7 +110,8 @@ class Cost:
         return {"flops": self.flops, "bytes": dict(self.bytes), "footprint_bytes": self.footprint_bytes,
                 "dtype": self.dtype, "traffic_bytes": self.expected_traffic, "launches": self.launches,
                 "executed_flops": self.expected_flops, "special_ops": self.special_ops,
-                **({"phases": [asdict(p) for p in self.phases]} if self.phases else {})}
+                **({"phases": [asdict(p) for p in self.phases]} if self.phases else {}),
+                **({} if self.hardware_bound else {"hardware_bound": False})}
 
     @property
     def expected_flops(self) -> float:

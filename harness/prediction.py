@@ -47,6 +47,8 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels, graphed: bool = 
     """
     if models.datasheet is None and models.calibrated is None:
         return {}
+    if not cost.hardware_bound:
+        return {"no_prediction": "the time is interpreter work (a simulator), not kernels a roofline predicts"}
     from reference_impls.hardware.roofline import phased_roofline, roofline
 
     out: dict = {}

@@ -11,8 +11,13 @@ PAIRS = [(w, i) for w in WORKLOADS for i in sorted(REGISTRY.impls_of(w)) if "cpu
 
 
 def small_params(workload: Workload) -> dict:
+    """Defaults plus the workload's contract_params; skips the test where its baseline cannot run here (a real
+    model whose package is not installed), with the workload's own reason."""
     params = {p.name: p.default for p in workload.params}
     params.update(getattr(workload, "contract_params", {}))
+    reason = workload.unsupported(REGISTRY.baseline_of(workload.name).name, params, "cpu")
+    if reason:
+        pytest.skip(reason)
     return params
 
 

@@ -141,3 +141,10 @@ def test_a_graph_timed_case_pays_the_in_graph_launch_cost_not_the_host_path():
     assert graphed["launch_model"] == "cuda_graph" and "launch_model" not in eager
     cpu = predict(tiny, 20e-6, DeviceModels.for_profile(profile()), graphed=True)  # no graph figure: host path
     assert "launch_model" not in cpu
+
+
+def test_a_simulators_interpreter_time_gets_no_roofline_prediction():
+    simulated = Cost(flops=1e6, bytes={"dram": 1e3}, dtype="int64", hardware_bound=False)
+    out = predict(simulated, 0.02, DeviceModels.for_profile(profile()))
+    assert "predicted_latency_s" not in out and "residual" not in out and "interpreter" in out["no_prediction"]
+    assert simulated.to_json()["hardware_bound"] is False

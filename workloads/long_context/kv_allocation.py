@@ -112,7 +112,7 @@ class KVAllocation(Workload):
         model = LENGTH_MODELS[params["trace"]]
         request_steps = params["requests"] * model.output_mean
         return Cost(flops=OPS_PER_REQUEST_STEP * request_steps, bytes={"dram": 4.0 * 8 * params["requests"]},
-                    dtype="int64")
+                    dtype="int64", hardware_bound=False)
 
     def check(self, output: AllocationTally, reference: Recounts, baseline_error: float | None) -> Check:
         """Exact: every field of the tally equals the independent recount's (error = fields that differ)."""
