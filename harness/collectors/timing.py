@@ -79,26 +79,34 @@ def time_cpu(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, inner:
 
 def time_cuda(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, inner: int = 1) -> list[float]:
     """CUDA events around each batch of `inner` calls, rotating input sets so repeats don't time a warm L2."""
-    import torch
+    calls = 0
 
-    samples: list[float] = []
-    total_s, calls = 0.0, 0
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    while not _enough(len(samples), total_s, plan):
-        start.record()
+    def batch() -> None:
+        nonlocal calls
         for _ in range(inner):
             call(calls % n_inputs)
             calls += 1
+
+    return _event_samples(batch, inner, plan)
+
+
+def _event_samples(run: Callable[[], None], calls_per_run: int, plan: TimingPlan) -> list[float]:
+    """CUDA events around each `run` until the plan is met; samples are seconds per call."""
+    import torch
+
+    samples: list[float] = []
+    total_s = 0.0
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    while not _enough(len(samples), total_s, plan):
+        start.record()
+        run()
         end.record()
         end.synchronize()
         elapsed = start.elapsed_time(end) / 1e3
-        samples.append(elapsed / inner)
+        samples.append(elapsed / calls_per_run)
         total_s += elapsed
         _check_deadline(plan, "timing")
     return samples
-
-
-GRAPH_MAX_CALLS = 32  # calls captured per CUDA graph: each keeps its own output in the graph's memory pool
 
 
 def time_cuda_graph(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, inner: int) -> list[float]:
@@ -120,20 +128,7 @@ def time_cuda_graph(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int,
         raise RuntimeError(f"CUDA graph capture failed: {type(exc).__name__}: {exc}") from exc
     graph.replay()
     torch.cuda.synchronize()
-    samples: list[float] = []
-    total_s = 0.0
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    while not _enough(len(samples), total_s, plan):
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        elapsed = start.elapsed_time(end) / 1e3
-        samples.append(elapsed / per_graph)
-        total_s += elapsed
-        _check_deadline(plan, "timing")
-    del graph
-    return samples
+    return _event_samples(graph.replay, per_graph, plan)
 
 
 def _enough(n_samples: int, total_s: float, plan: TimingPlan) -> bool:

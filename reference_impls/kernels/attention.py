@@ -46,7 +46,7 @@ _SDPA_ENUM_NAMES = {
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     """Fail early and readably instead of deep inside a matmul."""
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k, v must share one [B, H, S, D] shape; got {tuple(q.shape)}, "
@@ -110,7 +110,7 @@ def attention_reference(q: Tensor, k: Tensor, v: Tensor, causal: bool,
     """softmax(q k^T / sqrt(D)) v in float64, written as plainly as possible: the answer others are checked
     against. Shares no code with the fast variants. The float64 score block is [B, H, query_block, S], so
     it checks sequences whose full S x S float64 matrix would not fit. Returns float64."""
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     _check_blocks(query_block=query_block)
     seq, scale = q.shape[-2], 1.0 / math.sqrt(q.shape[-1])
     q64, k64, v64 = q.double(), k.double(), v.double()  # [B, H, S, D]
@@ -136,7 +136,7 @@ def naive_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
     """The textbook formula with the full [B, H, S, S] score matrix: the baseline every other implementation
     is judged against. Scale and mask are in place, so the peak workspace is exactly the score matrix, its
     softmax, and (causal) one [S, S] bool mask — see naive_workspace_bytes."""
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     seq = q.shape[-2]
     scores = q @ k.transpose(-2, -1)  # [B, H, S, S]
     scores.mul_(_scale(q))
@@ -195,7 +195,7 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, query_chunk
     key chunk reduced to a summary, summaries combined by log-sum-exp rescaling. Workspace is one score
     tile plus O(S / key_chunk) summaries per query chunk — see chunked_workspace_bytes. With causal, key
     chunks entirely above the diagonal are skipped and only chunks crossing it are masked."""
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     _check_blocks(query_chunk=query_chunk, key_chunk=key_chunk)
     seq = q.shape[-2]
     out = torch.empty_like(q)  # [B, H, S, D]
@@ -244,7 +244,7 @@ def online_softmax_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, bloc
     """FlashAttention-style tiling with the online softmax (running max, rescaled accumulator), as plain
     torch ops. Workspace is one [B, H, block_q, block_k] score tile plus O(block_q * D) running statistics
     — no term grows with S (see online_softmax_workspace_bytes). Causal skipping/masking as in chunked."""
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     _check_blocks(block_q=block_q, block_k=block_k)
     seq = q.shape[-2]
     out = torch.empty_like(q)  # [B, H, S, D]
@@ -272,7 +272,7 @@ def _sdpa_backend_enum(backend: str) -> SDPBackend:
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, backend: str | None = None) -> Tensor:
     """torch.nn.functional.scaled_dot_product_attention, either with torch's own backend choice (None) or
     forced onto one of SDPA_BACKENDS; a forced backend that cannot run the inputs raises RuntimeError."""
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     if backend is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     with sdpa_kernel(_sdpa_backend_enum(backend)):

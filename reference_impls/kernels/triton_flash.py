@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reference_impls.kernels.attention import check_qkv
+
 TRITON_HEAD_DIMS = (64, 128)
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 LOG2E = 1.4426950408889634  # exp(x) == exp2(x * log2(e))
@@ -100,12 +102,7 @@ def default_config(head_dim: int, causal: bool, device: torch.device) -> FlashCo
 
 
 def _check_inputs(q: Tensor, k: Tensor, v: Tensor) -> None:
-    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
-        raise ValueError(f"q, k, v must share one [B, H, S, D] shape; got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype) or not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must share dtype and device; got {q.dtype}/{q.device}, "
-                         f"{k.dtype}/{k.device}, {v.dtype}/{v.device}")
+    check_qkv(q, k, v)
     if q.dtype not in TRITON_DTYPES:
         raise ValueError(f"triton_flash supports dtypes {', '.join(map(str, TRITON_DTYPES))}; got {q.dtype}")
     if q.shape[-1] not in TRITON_HEAD_DIMS:
