@@ -38,6 +38,7 @@ def _check_deadline(plan: TimingPlan, what: str) -> None:
 
 MIN_SAMPLE_S = 100e-6  # a sample shorter than this is a batch of calls
 GRAPH_BELOW_S = 1e-3  # CUDA calls faster than this (host launch path included) are timed from a CUDA graph
+GRAPH_MAX_CALLS = 32  # calls captured per CUDA graph: each keeps its own output in the graph's memory pool
 
 
 def warm_up(call: Callable[[int], Any], plan: TimingPlan, n_inputs: int, sync: Callable[[], None],
