@@ -232,6 +232,7 @@ def test_triton_config_variants_agree(config: dict) -> None:
 
 
 def test_triton_rejects_bad_arguments() -> None:
+    pytest.importorskip("triton")
     cache = _cache(SIZES[0], torch.float32)
     with pytest.raises(ValueError, match="exceeds the block table"):
         tdecode.triton_paged_decode(cache["q"], cache["k_pages"], cache["v_pages"], cache["block_table"], 200)
