@@ -28,18 +28,16 @@ import math
 import torch
 
 from harness.case import Cost, Param
-from harness.metrics import declare
 from harness.registry import Check, Workload, implementation, register_workload
 from reference_impls.kernels import decode
 from reference_impls.kernels import triton_decode as tdecode
+from workloads.long_context.kv_metrics import KV_BYTES_READ
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 FLOOR_EPS = 32  # float32/64 checks: 2 x baseline error + 32 eps (see decode_check)
 TORCH_SPLITS = 8  # split_kv (torch) with splits=0: its chunks run one after another, so a few suffice
 PAGED_IMPLS = ("paged_gather", "triton_paged")
 _CPU = torch.device("cpu")
-KV_BYTES_READ = declare("kv_bytes_read_per_step", "B", "lower", "KV cache bytes read per decode step",
-                        deterministic=True)
 
 
 def decode_check(workload: Workload, output: torch.Tensor, reference: torch.Tensor,

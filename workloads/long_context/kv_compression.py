@@ -37,6 +37,7 @@ from harness.registry import Check, Workload, implementation, register_workload,
 from reference_impls.kernels import kv_compressed_attention as kv_attn
 from reference_impls.kernels import kv_compression as kvc
 from reference_impls.kernels import kv_quant
+from workloads.long_context.kv_metrics import KV_ALLOCATED, KV_BYTES_READ, KV_CLAIMED
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WORKLOAD_POLICIES = (*kvc.POLICIES, "kivi")
@@ -51,11 +52,7 @@ ATTENTION_ERROR = metrics.declare("quality.attention_rel_error_vs_full", "1", "l
                                   "attention error vs the full KV cache (float64)")
 NEEDLE_RECALL = metrics.declare("quality.needle_recall", "1", "higher", "needle tokens kept (per KV head)",
                                 deterministic=True)
-CLAIMED = metrics.declare("kv_claimed_bytes", "B", "lower", "KV bytes the method claims", deterministic=True)
-ALLOCATED = metrics.declare("kv_allocated_bytes", "B", "lower", "KV bytes the implementation holds",
-                            deterministic=True)
-READ = metrics.declare("kv_bytes_read_per_step", "B", "lower", "KV cache bytes read per decode step",
-                       deterministic=True)  # same spec as attention_decode and mla_decode declare
+CLAIMED, ALLOCATED, READ = KV_CLAIMED, KV_ALLOCATED, KV_BYTES_READ
 BITS = metrics.declare("kv_allocated_bits_per_element", "bit", "lower", "bits held per cached K/V element",
                        deterministic=True)
 

@@ -18,14 +18,12 @@ import math
 import torch
 
 from harness.case import Cost, Param
-from harness.metrics import declare
 from harness.registry import Check, Workload, implementation, register_workload
 from reference_impls.kernels import mla_decode as mla
 from workloads.long_context.attention_decode import decode_check
+from workloads.long_context.kv_metrics import KV_BYTES_READ
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
-KV_BYTES_READ = declare("kv_bytes_read_per_step", "B", "lower", "KV cache bytes read per decode step",
-                        deterministic=True)
 INPUT_ORDER = ("q_nope", "q_pe", "c_kv", "k_pe", "w_uk", "w_uv")
 
 

@@ -29,6 +29,7 @@ from harness.registry import Check, Workload, implementation, register_workload
 from reference_impls.hardware import transformer as tf
 from reference_impls.models import smollm2
 from reference_impls.models.passkey import make_passkey_prompt, passkey_correct
+from workloads.long_context.kv_metrics import KV_ALLOCATED, KV_CLAIMED
 
 MAX_CONTEXT = 8192  # SmolLM2's max_position_embeddings
 MAX_NEW_TOKENS = 8  # " 12345." is 7 tokens
@@ -43,9 +44,7 @@ PREFILL = metrics.declare("passkey.prefill_s", "s", "lower", "prefill up to the 
 DECODE = metrics.declare("passkey.decode_s_per_token", "s", "lower", "greedy decode step from the compressed cache")
 FULL = metrics.declare("passkey.kv_full_bytes", "B", "lower", "KV bytes of the uncompressed cache",
                        deterministic=True)
-CLAIMED = metrics.declare("kv_claimed_bytes", "B", "lower", "KV bytes the method claims", deterministic=True)
-ALLOCATED = metrics.declare("kv_allocated_bytes", "B", "lower", "KV bytes the implementation holds",
-                            deterministic=True)  # same specs as the synthetic kv_compression workload
+CLAIMED, ALLOCATED = KV_CLAIMED, KV_ALLOCATED  # the synthetic kv_compression workload's definitions
 
 
 @dataclasses.dataclass(frozen=True)
