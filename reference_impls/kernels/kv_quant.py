@@ -11,7 +11,8 @@ window of R is the simpler, slightly larger upper end of that). A ragged last gr
 Scales and zero points are stored as float16, as KIVI does for fp16 models, so a quantized element costs
 bits + 2 * 16 / group_size bits (2-bit, G=32: 3 bits; 4-bit: 5 bits) before the full-precision window.
 
-Imports nothing from the benchmark harness.
+Packing and the per-group min/max come from reference_impls.kernels.quant (one implementation for KV and weight
+formats). Imports nothing from the benchmark harness.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from reference_impls.kernels.quant import grouping, packing
 
 BITS: tuple[int, ...] = (1, 2, 4, 8)  # widths that tile a byte exactly
 SCALE_DTYPE = torch.float16
@@ -32,44 +34,20 @@ def _check_bits(bits: int) -> None:
 
 
 def pack_codes(codes: Tensor, bits: int) -> Tensor:
-    """Integer codes in [0, 2^bits) (any shape) -> 1-D uint8 of ceil(numel * bits / 8) bytes, low bits first."""
+    """Integer codes in [0, 2^bits) (any shape) -> 1-D uint8 of ceil(numel * bits / 8) bytes, low bits first
+    (the shared bitstream layout of quant.packing)."""
     _check_bits(bits)
-    per_byte = 8 // bits
-    flat = codes.reshape(-1).to(torch.uint8)
-    flat = F.pad(flat, (0, -flat.numel() % per_byte)).view(-1, per_byte)  # [bytes, per_byte]
-    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=codes.device)  # [per_byte]
-    return (flat << shifts).sum(dim=-1, dtype=torch.uint8)  # disjoint bits: the sum is a bitwise or
+    return packing.pack_bits(codes.to(torch.uint8) if codes.dtype.is_floating_point else codes, bits)
 
 
 def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
     """Inverse of pack_codes: 1-D uint8 codes, the first `numel` of them."""
     _check_bits(bits)
-    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=packed.device)
-    mask = (1 << bits) - 1
-    return ((packed[:, None] >> shifts) & mask).reshape(-1)[:numel]
+    return packing.unpack_bits(packed, bits, numel)
 
 
-def _num_groups(length: int, group_size: int) -> int:
-    return -(-length // group_size)
-
-
-def group_min_max(x: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
-    """Per-group minimum and maximum along the last dim ([..., n] -> [..., ceil(n / group_size)] each), in float32
-    (float64 for float64 input); a ragged last group ignores its padding."""
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    x = x.double() if x.dtype == torch.float64 else x.float()
-    groups = _num_groups(x.shape[-1], group_size)
-    pad = groups * group_size - x.shape[-1]
-    lows = F.pad(x, (0, pad), value=float("inf")).view(*x.shape[:-1], groups, group_size).amin(dim=-1)
-    highs = F.pad(x, (0, pad), value=float("-inf")).view(*x.shape[:-1], groups, group_size).amax(dim=-1)
-    return lows, highs
-
-
-def expand_groups(per_group: Tensor, group_size: int, length: int) -> Tensor:
-    """[..., groups] -> [..., length]: each group's value repeated over its elements."""
-    spread = per_group.unsqueeze(-1).expand(*per_group.shape, group_size)  # [..., groups, group_size]
-    return spread.reshape(*per_group.shape[:-1], -1)[..., :length]
+group_min_max = grouping.group_min_max  # per-group min and max along the last dim, shared with the weight formats
+expand_groups = grouping.expand_groups  # [..., groups] -> [..., length]
 
 
 @dataclass(frozen=True)
@@ -168,7 +146,7 @@ def kivi_compress(keys: Tensor, values: Tensor, bits: int = 2, group_size: int =
     if keys.shape != values.shape or keys.dim() < 2:
         raise ValueError(f"keys and values must share a [..., L, d] shape; got {tuple(keys.shape)}, "
                          f"{tuple(values.shape)}")
-    if residual < 0 or group_size < 1:
+    if residual < 0 or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"need residual >= 0 and group_size >= 1; got {residual}, {group_size}")
     _check_bits(bits)
     n_q = max(keys.shape[-2] - residual, 0)
