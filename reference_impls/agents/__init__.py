@@ -1,0 +1,1 @@
+"""Memory stores for LLM agents: one interface, reference stores, embedders (no harness imports)."""
