@@ -230,31 +230,38 @@ def tune(shape: Shape, rows: list[dict], budget_s: float) -> dict:
 
 
 def table(shape: Shape, best: dict, rows: list[dict]) -> None:
+    floor_us = read_floor(shape.int4[0].nbytes + shape.io_bytes(1))[0] * 1e6
     for m in BATCHES:
         t_bf16, t_int8 = shape.time_bf16(m), shape.time_int8(m)
         t_int4 = shape.time_int4(m)
         row = {"section": "table", "n": shape.n, "k": shape.k, "m": m, "bf16_us": t_bf16 * 1e6,
-               "int4_us": t_int4 * 1e6, "int4_kernel": t4.choose_kernel(m), "int8_us": t_int8 * 1e6,
+               "int4_us": t_int4 * 1e6, "read_floor_us": floor_us, "int4_kernel": t4.choose_kernel(m),
+               "int8_us": t_int8 * 1e6,
                "int4_bytes": shape.int4[0].nbytes + shape.io_bytes(m), "bf16_bytes": shape.n * shape.k * 2 +
                shape.io_bytes(m), "int8_bytes": shape.int8[0].nbytes + shape.io_bytes(m)}
         if m in best:
             row |= {"int4_best_us": best[m][0] * 1e6, "int4_best": f"{best[m][1]} {json.dumps(best[m][2])}"}
         rows.append(row)
         print(f"table N={shape.n} K={shape.k} M={m}: bf16 {row['bf16_us']:.1f} us, int4 {row['int4_us']:.1f} us "
+              f"(read floor {floor_us:.1f} us) "
               f"({t_bf16 / t_int4:.2f}x), int8 {row['int8_us']:.1f} us", flush=True)
 
 
 def markdown(rows: list[dict], copy_bps: float) -> str:
     lines = [f"measured copy bandwidth {copy_bps / 1e12:.2f} TB/s (brief's ceiling {COPY_CEILING_TBS} TB/s)", "",
-             "| N x K | M | bf16 us | int4 us | int4 x vs bf16 | int4 GB/s | int4 % copy | best int4 us | best x |"
-             " int8 us | int8 x vs bf16 | bf16 GB/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "read floor: a Triton kernel that only reads the int4 bytes (M = 1), timed the same way (graph, rotating"
+             " sets); floor x = bf16 / floor, the best any int4 kernel could do against bf16 here", "",
+             "| N x K | M | bf16 us | int4 us | int4 x vs bf16 | int4 GB/s | int4 % copy | read floor us | floor x |"
+             " int4 / floor | best int4 us | best x | int8 us | int8 x vs bf16 | bf16 GB/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in rows if r["section"] == "table"):
         gbs = r["int4_bytes"] / r["int4_us"] / 1e3
         best_us = r.get("int4_best_us")
         best = f"{best_us:.1f} | {r['bf16_us'] / best_us:.2f}" if best_us else "- | -"
         lines.append(f"| {r['n']}x{r['k']} | {r['m']} | {r['bf16_us']:.1f} | {r['int4_us']:.1f} | "
-                     f"{r['bf16_us'] / r['int4_us']:.2f} | {gbs:.0f} | {100 * gbs * 1e9 / copy_bps:.0f}% | {best} | "
+                     f"{r['bf16_us'] / r['int4_us']:.2f} | {gbs:.0f} | {100 * gbs * 1e9 / copy_bps:.0f}% | "
+                     f"{r['read_floor_us']:.1f} | {r['bf16_us'] / r['read_floor_us']:.2f} | "
+                     f"{r['int4_us'] / r['read_floor_us']:.2f} | {best} | "
                      f"{r['int8_us']:.1f} | {r['bf16_us'] / r['int8_us']:.2f} | "
                      f"{r['bf16_bytes'] / r['bf16_us'] / 1e3:.0f} |")
     for n, k in SHAPES:
@@ -311,6 +318,75 @@ def cpu_bench(n: int, k: int) -> None:
                   f"{errors[name]:9.1e}", flush=True)
 
 
+SWEEP_MMA = [dict(block_m=16, block_n=bn, num_warps=w, num_stages=st) for bn, w, st in [
+    (32, 2, 2), (32, 2, 4), (32, 2, 6), (64, 2, 3), (64, 2, 5), (64, 4, 2), (64, 4, 3), (64, 4, 5), (128, 4, 2),
+    (128, 4, 4), (128, 8, 3), (256, 8, 2)]]
+SWEEP_SPLITS = (0, 1, 2, 4, 8, 16)
+
+
+def read_floor(nbytes: int) -> tuple[float, float]:
+    """Seconds to stream `nbytes` through the GPU, timed like the kernels (graph, rotating sets >= ROTATE_BYTES):
+    (a Triton kernel that only reads them, torch copy of nbytes / 2 -> nbytes / 2: the same traffic)."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def read_kernel(src, dst, n, BLOCK: tl.constexpr, PER: tl.constexpr):
+        base = tl.program_id(0).to(tl.int64) * BLOCK * PER
+        acc = tl.zeros([BLOCK], tl.int32)
+        for i in tl.static_range(PER):
+            off = base + i * BLOCK + tl.arange(0, BLOCK)
+            acc ^= tl.load(src + off, mask=off < n, other=0)
+        tl.store(dst + tl.program_id(0), tl.sum(acc, 0))
+
+    words = nbytes // 4
+    sets = [torch.randint(-2**30, 2**30, (words,), dtype=torch.int32, device="cuda")
+            for _ in range(math.ceil(ROTATE_BYTES / nbytes))]
+    block, per = 1024, 4
+    grid = math.ceil(words / (block * per))
+    dst = torch.empty(grid, dtype=torch.int32, device="cuda")
+    t_read = time_per_call(lambda i: read_kernel[(grid,)](sets[i], dst, words, BLOCK=block, PER=per, num_warps=4),
+                           len(sets))
+    halves = [s[: words // 2] for s in sets]
+    out = torch.empty(words // 2, dtype=torch.int32, device="cuda")
+    t_copy = time_per_call(lambda i: out.copy_(halves[i]), len(sets))
+    return t_read, t_copy
+
+
+def small_m_sweep(rows: list[dict]) -> None:
+    """The read floor, bf16 and triton_int4 configs (SWEEP_MMA x SWEEP_SPLITS and the GEMV) at M = 1, 4, 16."""
+    for n, k in SHAPES:
+        shape = Shape(n, k)
+        nbytes = shape.int4[0].nbytes + shape.io_bytes(1)
+        t_read, t_copy = read_floor(nbytes)
+        t_bf16 = shape.time_bf16(1)
+        print(f"floor N={n} K={k}: {nbytes / 1e6:.1f} MB read {t_read * 1e6:.1f} us "
+              f"({nbytes / t_read / 1e9:.0f} GB/s), copy of the same traffic {t_copy * 1e6:.1f} us; bf16 M=1 "
+              f"{t_bf16 * 1e6:.1f} us -> floor ratio {t_bf16 / t_read:.2f}x", flush=True)
+        rows.append({"section": "floor", "n": n, "k": k, "bytes": nbytes, "read_us": t_read * 1e6,
+                     "copy_us": t_copy * 1e6, "bf16_us": t_bf16 * 1e6})
+        for m in (1, 4, 16):
+            results = []
+            for cfg in SWEEP_MMA + [dict(GEMV_TUNE[1])]:
+                kernel = "mma" if "block_m" in cfg else "gemv"
+                if kernel == "gemv" and m > 4:
+                    continue
+                for splits in SWEEP_SPLITS if m == 1 else (0, 2, 8):
+                    try:
+                        us = shape.time_int4(m, kernel, **cfg, splits=splits) * 1e6
+                    except Exception as exc:  # noqa: BLE001
+                        print(f"sweep {kernel} {cfg}: {type(exc).__name__}: {exc}"[:200])
+                        break
+                    results.append((us, kernel, json.dumps(cfg | {"splits": splits})))
+                    rows.append({"section": "sweep", "n": n, "k": k, "m": m, "impl": f"triton_int4/{kernel}",
+                                 "config": results[-1][2], "time_us": us})
+            results.sort()
+            print(f"sweep N={n} K={k} M={m}: " + "; ".join(f"{us:.1f} {kern} {c}" for us, kern, c in results[:6]),
+                  flush=True)
+        del shape
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path)
@@ -318,6 +394,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--k", type=int, default=4096)
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="read floor + small-M config sweep, then stop")
     parser.add_argument("--budget-s", type=float, default=200.0, help="stop tuning after this many seconds")
     args = parser.parse_args()
     if args.cpu:
@@ -331,6 +408,13 @@ def main() -> None:
     copy_bps = copy_bandwidth()
     print(f"copy {copy_bps / 1e12:.2f} TB/s", flush=True)
     rows: list[dict] = []
+    if args.sweep:
+        small_m_sweep(rows)
+        with open(args.out / "sweep.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sorted({key for r in rows for key in r}))
+            writer.writeheader()
+            writer.writerows(rows)
+        return
     if not check(rows):
         print("CORRECTNESS FAILED: timings follow but are not results")
     for n, k in SHAPES:

@@ -100,7 +100,9 @@ def test_triton_int4_rejects_bad_input():
 
 
 def test_split_plan_fills_the_gpu_without_empty_splits():
-    assert t4.auto_splits(tiles=32, blocks=112) == 17  # 4 programs per SM on 132 SMs
+    assert t4.auto_splits(tiles=32, blocks=112) == 16  # ~4 programs per SM on 132 SMs (17), 16 divides 112
+    assert t4.auto_splits(tiles=64, blocks=112) == 8 and t4.auto_splits(tiles=224, blocks=32) == 4  # even splits
+    assert t4.auto_splits(tiles=64, blocks=31) == 7  # 31 is prime: no even split near 9, so the wanted count, capped
     assert t4.auto_splits(tiles=1024, blocks=112) == 1  # the tiles alone fill the GPU
     assert t4.auto_splits(tiles=1, blocks=6) == 1  # never under MIN_BLOCKS_PER_SPLIT blocks per split
     plan = t4.launch_plan("mma", 1, 4096, 14336, t4.default_config("mma", 1))

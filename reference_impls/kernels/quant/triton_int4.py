@@ -134,12 +134,19 @@ def choose_kernel(m: int) -> str:
 
 
 def auto_splits(tiles: int, blocks: int, sms: int = H100_SMS) -> int:
-    """Splits of K so that tiles x splits reach TARGET_PROGRAMS_PER_SM programs per SM, keeping at least
-    MIN_BLOCKS_PER_SPLIT K-blocks per split (1 when the tiles alone fill the GPU)."""
+    """Splits of K so that tiles x splits come near TARGET_PROGRAMS_PER_SM programs per SM, keeping at least
+    MIN_BLOCKS_PER_SPLIT K-blocks per split (1 when the tiles alone fill the GPU). Prefers a count that divides
+    the K-blocks evenly, the nearest to the wanted count by ratio (within 2x, else the wanted count): an uneven
+    split leaves the programs with a block fewer idle at the end (H100, 4096 x 14336 at M = 1: 9 splits of 13/12
+    blocks 18.3 us, 8 of 14 blocks 17.6 us; 14336 x 4096: 3 splits of 11/10 blocks 18.8 us, 4 of 8 17.7 us)."""
     if min(tiles, blocks, sms) < 1:
         raise ValueError(f"tiles, blocks and sms must be >= 1; got {tiles}, {blocks}, {sms}")
     wanted = math.ceil(TARGET_PROGRAMS_PER_SM * sms / tiles)
-    return max(1, min(wanted, blocks // MIN_BLOCKS_PER_SPLIT))
+    most = blocks // MIN_BLOCKS_PER_SPLIT
+    if wanted <= 1 or most <= 1:
+        return 1
+    even = min((d for d in range(1, most + 1) if blocks % d == 0), key=lambda d: (abs(math.log(d / wanted)), -d))
+    return even if abs(math.log(even / wanted)) <= math.log(2) else min(wanted, most)  # no divisor near: uneven
 
 
 def default_config(kernel: str, m: int) -> dict:
