@@ -31,6 +31,7 @@ class Settings:
     isolation: str = "process"
     seed: int = 0
     energy_window_s: float = 1.0
+    threads: int = 0  # CPU threads per case (torch, BLAS, OpenMP); 0 = each library's default
 
     def validate(self) -> str | None:
         if self.isolation not in ISOLATIONS:
@@ -40,6 +41,8 @@ class Settings:
                 return f"{name}: must be >= 0, got {getattr(self, name)}"
         if self.min_repeats < 1 or self.max_repeats < self.min_repeats:
             return "min_repeats must be >= 1 and max_repeats >= min_repeats"
+        if self.threads < 0:
+            return f"threads: must be >= 0 (0 = library defaults), got {self.threads}"
         if self.timeout_s <= 0:
             return f"timeout_s: must be > 0, got {self.timeout_s}"
         return None

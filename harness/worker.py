@@ -14,6 +14,7 @@ from harness.collectors import device_state, energy, memory, timing
 from harness.prediction import DeviceModels, floor_violation, predict
 from harness.registry import REGISTRY, Check, Implementation, Workload
 from harness.suite import Settings
+from harness.threads import limited_threads
 from harness.validity import validity
 
 
@@ -42,7 +43,8 @@ def run_case(spec: CaseSpec) -> Record:
         if skip:
             record = Record.for_case(spec.run, case, "skipped", error=skip)
         else:
-            record = _measure(spec, workload, impl, deadline=t0 + spec.settings.timeout_s)
+            with limited_threads(spec.settings.threads):
+                record = _measure(spec, workload, impl, deadline=t0 + spec.settings.timeout_s)
     except timing.CaseTimeout as exc:
         record = Record.for_case(spec.run, case, "timeout", error=f"{exc} (timeout_s={spec.settings.timeout_s})")
     except MemoryError as exc:
