@@ -1,0 +1,1 @@
+"""Quantization family: weight formats on one scale (effective bits, error, fidelity) and packed kernels."""
