@@ -59,7 +59,7 @@ def test_marlin_claims_take_bf16_over_int4_on_the_largest_shape_and_the_knee():
 
 def test_lut_and_cliff_claims():
     rows = [_matmul("dequant_matmul", 1, 0.3, device="cpu"), _matmul("lut_gemv", 1, 0.1, device="cpu"),
-            _matmul("lut_gemv", 4, 10.0, device="cpu")]
+            _matmul("lut_gemv", 4, 10.0, device="cpu"), _matmul("dequant_matmul", 1, 7e-4)]  # CUDA rows never count
     assert _evaluate("P097-lut", rows)["measured"] == pytest.approx(3.0)
 
     def fid(fmt, delta):
@@ -67,6 +67,7 @@ def test_lut_and_cliff_claims():
                 "param.model": "smollm2", "param.format": fmt, "quality.perplexity_delta": delta,
                 "quality.perplexity_fp32": 10.0}
 
-    cliff = _evaluate("P150-cliff", [fid("int4-g128", 0.5), fid("int3-g128", 2.5)])
+    baseline = dict(fid("int4-g128", 0.0), impl="fp32")  # the as-loaded case carries a format param too
+    cliff = _evaluate("P150-cliff", [fid("int4-g128", 0.5), fid("int3-g128", 2.5), baseline])
     assert cliff["measured"] == pytest.approx(5.0) and cliff["verdict"] == "reproduced"
     assert _evaluate("P041-kv-outliers", [])["verdict"] == "not measurable here"

@@ -89,7 +89,7 @@ def _marlin_knee(records: pd.DataFrame) -> Measurement | None:
 
 def _lut_vs_dequant(records: pd.DataFrame) -> Measurement | None:
     rows = ok_rows(records, "quant_matmul", bits=4)
-    rows = rows[rows["impl"].isin(["lut_gemv", "dequant_matmul"])] if len(rows) else rows
+    rows = rows[rows["impl"].isin(["lut_gemv", "dequant_matmul"]) & (rows["device"] == "cpu")] if len(rows) else rows
     if not len(rows):
         return None
     smallest = rows[rows["param.M"] == rows["param.M"].min()]
@@ -146,9 +146,10 @@ def _bitmod_sqnr_gain(records: pd.DataFrame) -> Measurement | None:
 
 def _bits_cliff(records: pd.DataFrame) -> Measurement | None:
     rows = ok_rows(records, "quant_fidelity", model="smollm2")
+    rows = rows[rows["impl"] == "fake_quant"] if len(rows) else rows  # the fp32 baseline carries a format too
     int4 = _median(rows, "quality.perplexity_delta", **{"param.format": "int4-g128"})
     int3 = _median(rows, "quality.perplexity_delta", **{"param.format": "int3-g128"})
-    base = _median(rows, "quality.perplexity_fp32")
+    base = _median(rows, "quality.perplexity_fp32")  # each quantized case records its as-loaded perplexity
     if int4 is None or int3 is None or base is None or int4 <= 0:
         return None
     return Measurement(int3 / int4, f"SmolLM2-135M perplexity {base:.2f} as loaded: int4-g128 +{int4:.2f} "
