@@ -21,6 +21,7 @@ from rich.table import Table
 
 from harness import calibration, metrics
 from harness.case import Record
+from harness.cli_gate import COMMANDS as GATE_COMMANDS
 from harness.cli_hardware import COMMANDS as HARDWARE_COMMANDS
 from harness.console import console, default_device, format_seconds
 from harness.errors import UserError
@@ -230,7 +231,7 @@ def export(folders: list[Path], out_file: Path, fmt: str) -> None:
     frame.to_parquet(out_file, index=False) if fmt == "parquet" else frame.to_csv(out_file, index=False)
 
 
-for _command in HARDWARE_COMMANDS:
+for _command in (*HARDWARE_COMMANDS, *GATE_COMMANDS):
     cli.add_command(_command)
 
 
