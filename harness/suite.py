@@ -67,7 +67,7 @@ class Suite:
 def resolve_suite_path(name_or_path: str) -> Path:
     """A path to a YAML file, or the name of a suite in ./suites or membench's own suites/."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a folder named like a suite (ci/) is not one
         if not path.is_file():
             raise SuiteError(f"suite file {path} does not exist")
         return path

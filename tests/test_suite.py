@@ -110,3 +110,13 @@ def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugins), env.get("PYTHONPATH", "")])
     return env
+
+
+def test_a_folder_named_like_a_suite_does_not_shadow_it(tmp_path, monkeypatch):
+    from harness.suite import resolve_suite_path
+
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "ci.yaml").write_text("name: ci\n")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_suite_path("ci") == tmp_path / "suites" / "ci.yaml"
