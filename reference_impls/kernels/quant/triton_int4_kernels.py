@@ -9,6 +9,8 @@ so nibble plane j is a plain [32, BLOCK_N] tile of the weight (no reshape, no ga
 import triton
 import triton.language as tl
 
+from reference_impls.kernels.triton_decode_kernels import mma_operand  # the interpreter-safe dot operand, shared
+
 ROWS = tl.constexpr(32)  # int16 rows per block of 128 k (4 nibbles each)
 
 # bf16x2 / f16x2 of OFFSET + nibble, two weights per instruction: (h >> 4j) & 0x000F000F | OFFSET2.
@@ -25,15 +27,6 @@ lop3.b32 $3, t, 0x000F000F, MAGIC, 0xEA;
 }"""
 PLANES_BF16 = tl.constexpr(_PLANES_ASM.replace("MAGIC", "0x43004300"))  # bf16 128.0 in both halves
 PLANES_FP16 = tl.constexpr(_PLANES_ASM.replace("MAGIC", "0x64006400"))  # fp16 1024.0 in both halves
-
-
-@triton.jit
-def mma_operand(x, INTERPRETED: tl.constexpr):
-    """Compiled: x as is. Interpreted: x in float32 (exact for fp16/bf16 values), because Triton 3.6's
-    interpreter multiplies bf16 dot operands as their raw 16-bit integers."""
-    if INTERPRETED:
-        x = x.to(tl.float32)
-    return x
 
 
 @triton.jit
