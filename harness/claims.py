@@ -25,6 +25,7 @@ class Measurement:
     detail: str  # what was compared with what, in words, with the key figures
     spread: float | None = None  # e.g. the relative IQR of the underlying latencies, when it matters
     device: str = ""
+    cases: tuple[str, ...] = ()  # the case ids measured (the report links each to its leaderboard row)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Claim:
                "verdict": self.verdict(measured)}
         if measured is not None:
             row.update(measured=measured.value, detail=measured.detail, spread=measured.spread,
-                       device=measured.device)
+                       device=measured.device, cases=list(measured.cases))
         else:
             row["detail"] = self.unmeasurable_reason or "no record in these runs measures it"
         return row

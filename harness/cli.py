@@ -21,6 +21,7 @@ from rich.table import Table
 
 from harness import calibration, metrics
 from harness.case import Record
+from harness.cli_fit import fit_command
 from harness.cli_gate import COMMANDS as GATE_COMMANDS
 from harness.cli_hardware import COMMANDS as HARDWARE_COMMANDS
 from harness.console import console, default_device, format_seconds
@@ -136,26 +137,54 @@ def _record_line(record: Record) -> str:
 
 @cli.command("report")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Site folder.")
+@click.option("-o", "--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="Site folder (html, required), or the markdown file (markdown; default: print it).")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
+              help="html: the static site; markdown: the top of each leaderboard and the failed or invalid cases.")
 @click.option("--build-time", default=None, help="Fix the build timestamp (for byte-identical sites).")
-def report_command(runs: tuple[str, ...], out_dir: Path, build_time: str | None) -> None:
-    """Render a static, offline HTML site from one or many runs (folders or run ids)."""
-    index = build_report([resolve_run(r) for r in runs], out_dir, build_time)
+def report_command(runs: tuple[str, ...], out_path: Path | None, fmt: str, build_time: str | None) -> None:
+    """Render a static, offline HTML site (or a markdown summary) from one or many runs (folders or run ids)."""
+    folders = [resolve_run(r) for r in runs]
+    if fmt == "markdown":
+        text = report_markdown(folders)
+        if out_path is None:
+            click.echo(text, nl=False)
+            return
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text, encoding="utf-8")
+        console.print(f"report: {out_path.resolve()}")
+        return
+    if out_path is None:
+        raise UserError("membench report: give -o DIR for the HTML site (or --format markdown)")
+    index = build_report(folders, out_path, build_time)
     console.print(f"report: {index.resolve()}")
+
+
+def _report_inputs(folders: list[Path]):
+    REGISTRY.load()
+    records = load(folders)
+    if records.empty:
+        raise UserError(f"no records in {', '.join(map(str, folders))}: nothing to report")
+    info = {name: w.info() for name, w in REGISTRY.workloads.items()}
+    claims = [claim.evaluate(records) for _, claim in sorted(REGISTRY.claims.items())]
+    return records, load_manifests(folders), info, claims
 
 
 def build_report(folders: list[Path], out_dir: Path, build_time: str | None = None) -> Path:
     """Join the store's data to the report: reports imports nothing from the harness."""
     from reports import build_site
 
-    REGISTRY.load()
-    records = load(folders)
-    if records.empty:
-        raise UserError(f"no records in {', '.join(map(str, folders))}: nothing to report")
-    info = {name: w.info() for name, w in REGISTRY.workloads.items()}
-    manifests = load_manifests(folders)
+    records, manifests, info, claims = _report_inputs(folders)
     return build_site(records, manifests, out_dir, metrics.all_specs(), info, build_time,
-                      devices=device_ceilings(manifests))
+                      devices=device_ceilings(manifests), claims=claims)
+
+
+def report_markdown(folders: list[Path]) -> str:
+    """The markdown summary of `membench report --format markdown`."""
+    from reports import render_markdown
+
+    records, manifests, info, claims = _report_inputs(folders)
+    return render_markdown(records, manifests, metrics.all_specs(), info, claims)
 
 
 def device_ceilings(manifests: dict[str, dict]) -> dict[str, dict]:
@@ -231,7 +260,7 @@ def export(folders: list[Path], out_file: Path, fmt: str) -> None:
     frame.to_parquet(out_file, index=False) if fmt == "parquet" else frame.to_csv(out_file, index=False)
 
 
-for _command in (*HARDWARE_COMMANDS, *GATE_COMMANDS):
+for _command in (*HARDWARE_COMMANDS, *GATE_COMMANDS, fit_command):
     cli.add_command(_command)
 
 

@@ -47,6 +47,8 @@ class Workload:
     params: tuple[Param, ...] = ()
     sweep_param: str = ""
     primary_metric: str = "latency_s"
+    chart_metrics: tuple[str, ...] = ()  # panels of the report's scaling chart (default: primary, peak memory)
+    chart_caption: str = ""  # what to look for in that chart (default: the report's generic caption)
 
     def inputs(self, params: dict, device: str, seed: int) -> Any:
         raise NotImplementedError
@@ -122,6 +124,7 @@ class Workload:
 
     def info(self) -> dict:
         return {"family": self.family, "sweep_param": self.sweep_param, "primary_metric": self.primary_metric,
+                "chart_metrics": list(self.chart_metrics), "chart_caption": self.chart_caption,
                 "params": [p.name for p in self.params], "description": self.description}
 
 

@@ -23,6 +23,11 @@ SI_UNITS = ("FLOP", "FLOP/s", "B/s", "W", "FLOP/B")
 
 def is_missing(value: Any) -> bool:
     """True for None/NaN/NA scalars; pandas gives all three for 'no value' depending on dtype."""
+    kind = type(value)
+    if kind is float:  # the common cases first: this runs millions of times for a large report
+        return value != value
+    if kind is str or kind is int or kind is bool:
+        return False
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
@@ -32,6 +37,8 @@ def is_missing(value: Any) -> bool:
 
 def as_float(value: Any) -> float | None:
     """Coerce a cell to float, or None when it is missing or not numeric."""
+    if type(value) is float:  # the common case, first: a large report calls this a million times
+        return None if value != value else value
     if is_missing(value) or isinstance(value, bool):
         return None
     try:
@@ -43,7 +50,9 @@ def as_float(value: Any) -> float | None:
 
 def as_text(value: Any) -> str | None:
     """Coerce a cell to a non-empty string, or None; pandas stores absent strings as NaN."""
-    if is_missing(value):
+    if type(value) is str:
+        return value.strip() or None
+    if value is None or is_missing(value):
         return None
     text = str(value).strip()
     return text or None
@@ -152,3 +161,9 @@ def data_value(value: Any) -> str:
     """Value for a data-value attribute: repr-exact so sorting uses the raw number, '' when missing."""
     number = as_float(value)
     return "" if number is None else repr(number)
+
+
+def short_label(label: str, metric: str, limit: int = 36) -> str:
+    """An axis or header fits a short label; a long one (a formula, a sentence), or a bare metric name, gives
+    way to the metric's name without its namespace ('quant.effective_bits' -> 'effective_bits')."""
+    return label if len(label) <= limit and label != metric else metric.split(".", 1)[-1]

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from reports.cells import MODELED_MARK, Cell, is_modeled, metric_cell, model_cell
-from reports.format import MISSING, as_float, as_text, data_value, format_quantity, format_ratio
+from reports.format import MISSING, as_float, as_text, data_value, format_quantity, format_ratio, short_label
 from reports.hardware_cells import PREDICTED, RESIDUAL, ROOFLINE, energy_hint, hardware_cell, has_hardware_model
-from reports.records import as_list, display_value, group_records, is_valid, param_columns, slug
+from reports.records import as_list, display_value, group_records, is_valid, param_columns, rows_of, slug
 
 OVERHEAD, PEAK = "peak_memory_overhead_bytes", "peak_memory_bytes"
 EXTRA_METRICS = (OVERHEAD, PEAK, "energy_j")
@@ -144,12 +144,13 @@ def build_columns(primary: str, metrics: list[str], specs: Mapping[str, Mapping[
     cols = [
         Column("rank", "#", f"rank by {label(primary)}, {direction} is better", role="rank"),
         Column("impl", "impl", "implementation; hover for the case id", numeric=False, role="impl"),
-        Column(primary, label(primary), f"median of samples ± IQR; {direction} is better",
+        Column(primary, short_label(label(primary), primary),
+               f"{label(primary)}: median of samples ± IQR; {direction} is better",
                role="primary", sublabel="± IQR" if "median" in label(primary).lower() else "median ± IQR"),
     ]
     if with_hardware:
         cols += hardware_columns()
-    cols += [Column(m, label(m), m) for m in metrics]
+    cols += [Column(m, short_label(label(m), m), f"{label(m)} ({m})") for m in metrics]
     if with_footprint:
         cols.append(Column(FOOTPRINT, "Footprint", "minimum memory footprint from the cost model",
                            role="model", sublabel="analytic"))
@@ -259,7 +260,7 @@ def build_tables(df: pd.DataFrame, workload: str, info: Mapping[str, Any],
     board_id = slug(f"{id_prefix}-{workload}-board")
     notes = _Footnotes()
     tables = []
-    for key, recs in group_records(df.to_dict("records"), [*pcols, "device"]):
+    for key, recs in group_records(rows_of(df), [*pcols, "device"]):
         ranked = rank_records(recs, primary, direction)
         best = as_float(ranked[0][1].get(primary)) if ranked and ranked[0][0] is not None else None
         rows = [build_row(rank, rec, columns, specs, best, notes) for rank, rec in ranked]

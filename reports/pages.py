@@ -13,11 +13,14 @@ from typing import Any
 import pandas as pd
 
 from reports.charts import Chart, build_charts
+from reports.claims import claim_rows, verdict_counts
 from reports.environment import RunSummary, summarize
 from reports.format import as_text
 from reports.hardware import hardware_section
 from reports.leaderboard import Leaderboards, build_tables
 from reports.records import slug
+from reports.runs_page import environment_matrix
+from reports.workloads import by_family, case_anchors, workload_page_path, workload_views
 
 Specs = Mapping[str, Mapping[str, Any]]
 
@@ -101,24 +104,36 @@ def _fallback_counts(df: pd.DataFrame) -> dict[str, int]:
 
 def plan_pages(records: pd.DataFrame, manifests: Mapping[str, Mapping[str, Any]], specs: Specs,
                workload_info: Mapping[str, Mapping[str, Any]],
-               devices: Mapping[str, Mapping[str, Any]] | None = None) -> list[Page]:
-    """Index first, then one page per run; the builder renders them in this order."""
+               devices: Mapping[str, Mapping[str, Any]] | None = None,
+               claims: list[Mapping[str, Any]] | None = None) -> list[Page]:
+    """Index, runs, claims, one page per workload, one page per run; the builder renders them in this order.
+
+    Workload pages hold every run's records together; run pages keep one run's leaderboards, scaling charts
+    and hardware model.
+    """
     runs = ordered_runs(records, manifests)
     summaries: list[RunSummary] = []
     run_pages: list[Page] = []
-    index_sections: list[tuple[RunSummary, str, list[WorkloadSection]]] = []
     for run in runs:
         df = records[records["run"].astype(str) == run]
         summary = summarize(run, manifests.get(run), _fallback_counts(df))
         summaries.append(summary)
-        path = run_page_path(run)
         sections = workload_sections(df, run, workload_info, specs, with_charts=True)
-        index_sections.append((summary, path, sections))
         hardware = hardware_section(df, run, devices, [s.name for s in sections])
-        run_pages.append(Page(path, "run.html", f"run {run}",
-                              {"summary": summary, "sections": sections, "hardware": hardware}))
+        run_pages.append(Page(run_page_path(run), "run.html", f"run {run}",
+                              {"summary": summary, "sections": sections, "hardware": hardware,
+                               "workload_pages": {s.name: workload_page_path(s.name) for s in sections}},
+                              in_nav=False))
+    views = workload_views(records, manifests, specs, workload_info, runs, workload_order(records, workload_info))
+    workload_pages = [Page(v.path, "workload.html", v.name, {"view": v}, in_nav=False) for v in views]
+    rows = claim_rows(claims or [], {v.name: v.path for v in views}, case_anchors(views))
+    run_links = [(s, run_page_path(s.run)) for s in summaries]
+    machines = sorted({m for v in views for m in v.machines})
     index = Page("index.html", "index.html", "overview", {
-        "runs": [(s, run_page_path(s.run)) for s in summaries],
-        "run_sections": index_sections,
+        "runs": run_links, "machines": machines, "families": by_family(views),
+        "claims": rows, "verdicts": verdict_counts(rows),
     })
-    return [index, *run_pages]
+    runs_page = Page("runs.html", "runs.html", "runs", {"runs": run_links,
+                                                         "matrix": environment_matrix(summaries, manifests)})
+    claims_page = Page("claims.html", "claims.html", "claims", {"claims": rows, "verdicts": verdict_counts(rows)})
+    return [index, runs_page, claims_page, *workload_pages, *run_pages]

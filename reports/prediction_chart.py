@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from reports import figure
 from reports.charts import Chart, log_ticks, tick_label
 from reports.format import format_quantity, format_signed_percent
 from reports.hardware_cells import PREDICTED, RESIDUAL
-from reports.records import by_workload_and_impl
+from reports.records import by_workload_and_impl, rows_of
 from reports.roofline import SYMBOLS
 
 MEASURED = "latency_s"
@@ -30,7 +31,7 @@ def _cases(df: pd.DataFrame) -> list[dict]:
     predicted = pd.to_numeric(df[PREDICTED], errors="coerce")
     measured = pd.to_numeric(df[MEASURED], errors="coerce")
     sel = df[(df["status"] == "ok") & (predicted > 0) & (measured > 0)]
-    return sorted(sel.to_dict("records"), key=lambda r: str(r.get("case")))
+    return sorted(rows_of(sel), key=lambda r: str(r.get("case")))
 
 
 def _add_guides(go: Any, fig: Any, lo: float, hi: float) -> None:
@@ -63,12 +64,11 @@ def prediction_chart(df: pd.DataFrame, chart_id: str, colors: Mapping[str, str])
     title = "Measured vs predicted latency"
     if not cases:
         return None
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
+    if not figure.available():
         return Chart(chart_id, title, None, "plotly is not installed here; charts were skipped.")
     values = [float(c[k]) for c in cases for k in (PREDICTED, MEASURED)]
     lo, hi = min(values) / 2, max(values) * 2
+    go = figure
     fig = go.Figure()
     _add_guides(go, fig, lo, hi)
     _add_points(go, fig, cases, colors)
@@ -81,7 +81,6 @@ def prediction_chart(df: pd.DataFrame, chart_id: str, colors: Mapping[str, str])
     fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), height=520, width=None,
                       template="plotly_white", margin=dict(l=70, r=20, t=60, b=50), hovermode="closest",
                       legend=dict(font=dict(size=11)))
-    html = fig.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id,
-                       config={"displaylogo": False, "responsive": True})
+    html = fig.to_html(chart_id)
     return Chart(chart_id, title, html, None, CAPTION)
 

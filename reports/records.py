@@ -87,3 +87,13 @@ def as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
+
+
+def rows_of(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """`df.to_dict("records")`, several times faster: one `tolist()` per column instead of boxing each cell.
+
+    Columns that hold no value at all are left out (absent and NaN read the same through `rec.get`), so a
+    workload's rows do not carry every other workload's metric columns."""
+    columns = [c for c in df.columns if df[c].notna().any()]
+    values = [df[c].tolist() for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)] if columns else [{}] * len(df)

@@ -16,6 +16,7 @@ import pandas as pd
 from reports.cells import Cell
 from reports.format import MISSING, as_float, as_text, data_value, format_percent, format_signed_percent
 from reports.hardware_cells import RESIDUAL, ROOFLINE
+from reports.records import rows_of
 
 ALL_IMPLS = "all implementations"
 NO_MODEL = "No hardware model for this run (run with calibration)."
@@ -54,7 +55,7 @@ def _cases(df: pd.DataFrame) -> list[dict]:
     if RESIDUAL not in df.columns or "status" not in df.columns:
         return []
     ok = df[(df["status"] == "ok") & df[RESIDUAL].notna()]
-    return ok.to_dict("records")
+    return rows_of(ok)
 
 
 def summarize(workload: str, impl: str, recs: list[dict]) -> ResidualRow:

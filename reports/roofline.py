@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
+from reports import figure
 from reports.charts import Chart, log_ticks, tick_label
 from reports.format import format_percent, format_quantity
-from reports.records import by_workload_and_impl, slug
+from reports.records import by_workload_and_impl, rows_of, slug
 
 AI, ACHIEVED = "model.arithmetic_intensity", "model.achieved_flops_per_s"
 LINE_COLORS = ("#222222", "#7a5195", "#8c6d1f", "#3d7a7a", "#9a3b3b")
@@ -51,7 +52,7 @@ def device_points(df: pd.DataFrame, device: str) -> list[dict]:
     intensity = pd.to_numeric(df[AI], errors="coerce")
     achieved = pd.to_numeric(df[ACHIEVED], errors="coerce")
     sel = df[(df["status"] == "ok") & (df["model.device"] == device) & (intensity > 0) & (achieved > 0)]
-    return sorted(sel.to_dict("records"), key=lambda r: str(r.get("case")))
+    return sorted(rows_of(sel), key=lambda r: str(r.get("case")))
 
 
 def _ceilings(entry: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], float | None]:
@@ -145,11 +146,10 @@ def roofline_chart(df: pd.DataFrame, device: str, devices: Devices, chart_id: st
     points = device_points(df, device)
     if not points:
         return Chart(chart_id, title, None, "no ok case with FLOPs and a measured latency on this device")
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
+    if not figure.available():
         return Chart(chart_id, title, None, "plotly is not installed here; charts were skipped.")
     dtypes = sorted({str(p.get("model.dtype")) for p in points if p.get("model.dtype")})
+    go = figure
     fig = go.Figure()
     lacking = _add_roofs(go, fig, info, dtypes, _span(points, info, dtypes))
     _add_cases(go, fig, points, colors)
@@ -158,8 +158,7 @@ def roofline_chart(df: pd.DataFrame, device: str, devices: Devices, chart_id: st
     _readable_ticks(fig)
     fig.update_layout(title=dict(text=title, x=0.01, xanchor="left"), height=480, template="plotly_white",
                       margin=dict(l=70, r=20, t=60, b=50), hovermode="closest", legend=dict(font=dict(size=11)))
-    html = fig.to_html(full_html=False, include_plotlyjs=False, div_id=chart_id,
-                       config={"displaylogo": False, "responsive": True})
+    html = fig.to_html(chart_id)
     return Chart(chart_id, title, html, None, _caption(info, lacking))
 
 

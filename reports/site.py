@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from reports.board_html import board_rows_html
+from reports.cells import cell_html
 from reports.charts import plotly_js
 from reports.pages import Page, plan_pages
 
@@ -25,7 +27,7 @@ STATIC_FILES = ("style.css", "sort.js")
 
 def make_env() -> jinja2.Environment:
     """Jinja environment over the package's templates, autoescaping everything, failing on typos."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -33,6 +35,9 @@ def make_env() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["cell"] = cell_html
+    env.globals["board_rows"] = board_rows_html
+    return env
 
 
 def root_prefix(page_path: str) -> str:
@@ -83,20 +88,29 @@ def build_site(
     build_time: str | None = None,
     *,
     devices: dict[str, dict] | None = None,
+    claims: list[dict] | None = None,
 ) -> Path:
-    """Write index.html, one page per run and the assets into `out_dir`; return the index path.
+    """Write the pages (index, runs, claims, workloads, runs) and the assets into `out_dir`; return the index.
 
     `devices` maps a device model name (the records' `model.device`) to its label and its datasheet and
     calibrated ceilings; it draws the roofline lines. Without it the hardware section shows points only.
+    `claims` are the rows `harness.claims.Claim.evaluate` returns; they fill the claims page.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_time or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    pages = plan_pages(records, _as_dict(manifests), _as_dict(metric_specs), _as_dict(workload_info),
-                       _as_dict(devices))
+    pages = plan_pages(_plain_strings(records), _as_dict(manifests), _as_dict(metric_specs), _as_dict(workload_info),
+                       _as_dict(devices), list(claims or []))
     write_assets(out_dir)
     render_pages(pages, out_dir, stamp)
     return out_dir / "index.html"
+
+
+def _plain_strings(records: pd.DataFrame) -> pd.DataFrame:
+    """Arrow-backed string columns as Python objects: the pages turn frames into row dicts many times, and
+    iterating Arrow strings is the slow part of that."""
+    strings = [c for c, dtype in records.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    return records.astype({c: object for c in strings}) if strings else records
 
 
 def _as_dict(mapping: Mapping[str, Any] | None) -> dict[str, Any]:

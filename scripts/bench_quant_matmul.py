@@ -1,6 +1,9 @@
 """W4A16 and W8A8 matmul on one GPU: correctness against float64, then time against bf16 over batch M = 1..256.
 
     PYTHONPATH=. python scripts/bench_quant_matmul.py --out results/quant-matmul-bench [--tune] [--budget-s 200]
+    PYTHONPATH=. python scripts/bench_quant_matmul.py --out DIR --sweep   # checks, read floor, small-M mma configs
+    PYTHONPATH=. python scripts/bench_quant_matmul.py --out DIR --gemv    # checks, GEMV sweep, where the time goes
+    PYTHONPATH=. python scripts/bench_quant_matmul.py --once              # 3 calls per kernel, for ncu
     PYTHONPATH=. python scripts/bench_quant_matmul.py --cpu [--n 4096 --k 4096]
 
 Measures, for (N, K) in (4096, 4096), (14336, 4096), (4096, 14336) (y = x [M, K] @ W^T, W [N, K]):
@@ -40,6 +43,7 @@ from reference_impls.kernels.quant import lut_gemv as lut
 from reference_impls.kernels.quant import rtn
 from reference_impls.kernels.quant import ternary_gemv as tern
 from reference_impls.kernels.quant import triton_int4 as t4
+from reference_impls.kernels.quant.triton_int4 import BLOCK_K
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336)]  # (N, K)
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -127,8 +131,11 @@ def check(rows: list[dict]) -> bool:
     cases = [  # (m, n, k, symmetric, dtype, kernel, group, config)
         (1, 4096, 4096, True, torch.bfloat16, "gemv", GROUP, {}), (1, 4096, 14336, False, torch.bfloat16, "gemv",
                                                                    GROUP, {}),
-        (3, 1000, 1000, True, torch.float16, "gemv", 64, {"splits": 3}), (1, 333, 4100, False, torch.bfloat16,
+        (3, 1000, 1000, True, torch.float16, "gemv", 64, {"splits": 3}), (1, 334, 4100, False, torch.bfloat16,
                                                                            "gemv", GROUP, {"splits": 1}),
+        (2, 4100, 4104, False, torch.float16, "gemv", 32, {}), (1, 14336, 4096, False, torch.bfloat16, "gemv",
+                                                                 GROUP, {"block_n": 128, "num_warps": 4}),
+        (4, 1000, 1000, True, torch.bfloat16, "gemv", 1000, {"splits": 2}),
         (1, 4096, 4096, True, torch.bfloat16, "mma", GROUP, {}), (1, 4096, 14336, False, torch.bfloat16, "mma",
                                                                   GROUP, {}),
         (17, 4096, 4096, True, torch.bfloat16, "mma", GROUP, {}), (256, 14336, 4096, False, torch.bfloat16, "mma",
@@ -234,9 +241,10 @@ def table(shape: Shape, best: dict, rows: list[dict]) -> None:
     for m in BATCHES:
         t_bf16, t_int8 = shape.time_bf16(m), shape.time_int8(m)
         t_int4 = shape.time_int4(m)
+        t_gemv = shape.time_int4(m, "gemv") if m <= 2 else math.nan
         row = {"section": "table", "n": shape.n, "k": shape.k, "m": m, "bf16_us": t_bf16 * 1e6,
-               "int4_us": t_int4 * 1e6, "read_floor_us": floor_us, "int4_kernel": t4.choose_kernel(m),
-               "int8_us": t_int8 * 1e6,
+               "int4_us": t_int4 * 1e6, "gemv_us": t_gemv * 1e6, "read_floor_us": floor_us,
+               "int4_kernel": t4.choose_kernel(m, shape.n), "int8_us": t_int8 * 1e6,
                "int4_bytes": shape.int4[0].nbytes + shape.io_bytes(m), "bf16_bytes": shape.n * shape.k * 2 +
                shape.io_bytes(m), "int8_bytes": shape.int8[0].nbytes + shape.io_bytes(m)}
         if m in best:
@@ -252,8 +260,8 @@ def markdown(rows: list[dict], copy_bps: float) -> str:
              "read floor: a Triton kernel that only reads the int4 bytes (M = 1), timed the same way (graph, rotating"
              " sets); floor x = bf16 / floor, the best any int4 kernel could do against bf16 here", "",
              "| N x K | M | bf16 us | int4 us | int4 x vs bf16 | int4 GB/s | int4 % copy | read floor us | floor x |"
-             " int4 / floor | best int4 us | best x | int8 us | int8 x vs bf16 | bf16 GB/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             " int4 / floor | gemv us | best int4 us | best x | int8 us | int8 x vs bf16 | bf16 GB/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in rows if r["section"] == "table"):
         gbs = r["int4_bytes"] / r["int4_us"] / 1e3
         best_us = r.get("int4_best_us")
@@ -261,7 +269,8 @@ def markdown(rows: list[dict], copy_bps: float) -> str:
         lines.append(f"| {r['n']}x{r['k']} | {r['m']} | {r['bf16_us']:.1f} | {r['int4_us']:.1f} | "
                      f"{r['bf16_us'] / r['int4_us']:.2f} | {gbs:.0f} | {100 * gbs * 1e9 / copy_bps:.0f}% | "
                      f"{r['read_floor_us']:.1f} | {r['bf16_us'] / r['read_floor_us']:.2f} | "
-                     f"{r['int4_us'] / r['read_floor_us']:.2f} | {best} | "
+                     f"{r['int4_us'] / r['read_floor_us']:.2f} | "
+                     f"{'-' if math.isnan(r['gemv_us']) else format(r['gemv_us'], '.1f')} | {best} | "
                      f"{r['int8_us']:.1f} | {r['bf16_us'] / r['int8_us']:.2f} | "
                      f"{r['bf16_bytes'] / r['bf16_us'] / 1e3:.0f} |")
     for n, k in SHAPES:
@@ -319,8 +328,8 @@ def cpu_bench(n: int, k: int) -> None:
 
 
 SWEEP_MMA = [dict(block_m=16, block_n=bn, num_warps=w, num_stages=st) for bn, w, st in [
-    (32, 2, 2), (32, 2, 4), (32, 2, 6), (64, 2, 3), (64, 2, 5), (64, 4, 2), (64, 4, 3), (64, 4, 5), (128, 4, 2),
-    (128, 4, 4), (128, 8, 3), (256, 8, 2)]]
+    (32, 2, 2), (32, 2, 4), (64, 2, 3), (128, 4, 3), (64, 4, 2), (64, 4, 3), (64, 4, 5), (128, 4, 2),
+    (128, 4, 4), (128, 8, 3), (256, 8, 2), (256, 8, 3)]]
 SWEEP_SPLITS = (0, 1, 2, 4, 8, 16)
 
 
@@ -387,6 +396,163 @@ def small_m_sweep(rows: list[dict]) -> None:
         torch.cuda.empty_cache()
 
 
+GEMV_SWEEP = [dict(block_n=bn, num_warps=w, num_stages=st, prefetch=pf) for bn, w, st, pf in [
+    (64, 4, 1, 3), (64, 4, 3, 0)]]
+GEMV_SPLITS = (0, 4, 8, 16, 28)
+
+
+def save_registers(fn, out: Path) -> None:
+    """Registers and spills of every compiled variant of a Triton kernel, to `out` (the SASS itself is read
+    offline: Triton's own ptxas and cuobjdump compile the kernel for sm_90 with no GPU)."""
+    lines = []
+    for cache, *_ in fn.device_caches.values():
+        for key, kern in cache.items():
+            lines.append(f"regs={kern.n_regs} spills={kern.n_spills} {str(key)[:400]}")
+    out.write_text("\n".join(lines) + "\n")
+
+
+def read_tiles(kernel, words: list[torch.Tensor], dst: torch.Tensor, grid: tuple[int, int], per_split: int,
+               block_n: int, warps: int, stages: int, i: int) -> None:
+    kernel[grid](words[i], dst, per_split, words[i].stride(0), BLOCK_C=block_n // 2, num_warps=warps,
+                 num_stages=stages)
+
+
+def gemv_without_stream(kernel, shape: Shape, block_n: int, warps: int, prefetch: int, splits: int, i: int) -> None:
+    """The GEMV at M = 1 on symmetric g128 weights with container stride 0: the instruction stream, no HBM stream."""
+    n, k, w, x = shape.n, shape.k, shape.int4[0], shape.x[1]
+    blocks = math.ceil(k / BLOCK_K)
+    ws = torch.empty(splits, 1, n, dtype=torch.float32, device="cuda")
+    out = torch.empty(1, n, dtype=torch.bfloat16, device="cuda")
+    locks = torch.zeros(n // block_n, dtype=torch.int32, device="cuda")
+    kernel[(n // block_n, splits, 1)](
+        x, w.qweight.view(torch.int32), w.scale, w.scale, out, ws, locks, 1, n, k, blocks, blocks // splits, splits,
+        n // block_n, x.stride(0), 0, w.scale.stride(0), 0, out.stride(0), ws.stride(0), ws.stride(1),
+        BLOCK_N=block_n, GROUP_SIZE=128, SYMMETRIC=True, SPLIT=True, PREFETCH=prefetch, EVEN_N=True, EVEN_K=True,
+        INTERPRETED=False, num_warps=warps, num_stages=1)
+
+
+def mma_unreduced(kernel, shape: Shape, cfg: dict, splits: int, reduce: bool, stream: bool, i: int) -> None:
+    """The mma kernel at M = 1 on weight set i with `splits` splits, with or without its split-K reduction (without:
+    every split stores its own partial into y, a wrong answer, to time the reduction's share); stream=False: the
+    container stride is 0, every block re-reads one cached row (the instruction stream without the HBM stream)."""
+    n, k, w, x = shape.n, shape.k, shape.int4[i], shape.x[1]
+    blocks = math.ceil(k / BLOCK_K)
+    ws = torch.empty(splits, 1, n, dtype=torch.float32, device="cuda")
+    out = torch.empty(1, n, dtype=torch.bfloat16, device="cuda")
+    n_tiles = n // cfg["block_n"]
+    locks = t4._locks(x.device, n_tiles)
+    kernel[(n_tiles, 1, splits)](
+        x, w.qweight, w.scale, w.scale, out, ws, locks, 1, n, k, blocks, blocks // splits, splits, n_tiles,
+        x.stride(0), w.qweight.stride(0) if stream else 0, w.scale.stride(0), 0, out.stride(0), ws.stride(0),
+        ws.stride(1), BLOCK_M=16, BLOCK_N=cfg["block_n"], GROUP_SIZE=128, SYMMETRIC=True, SLICE_SCALES=False,
+        SPLIT=reduce, FP16=False, EVEN_N=True, EVEN_K=True, INTERPRETED=False, num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+
+
+def mma_diagnostics(shape: Shape, rows: list[dict]) -> None:
+    """The mma kernel's time with and without the split-K reduction, at M = 1."""
+    from reference_impls.kernels.quant import triton_int4_kernels as kernels
+
+    blocks = math.ceil(shape.k / BLOCK_K)
+    cfg = t4.default_config("mma", 1)
+    for splits in (2, 4, 8, 16):
+        if blocks % splits:
+            continue
+        times = [time_per_call(functools.partial(mma_unreduced, kernels.int4_mma_kernel, shape, cfg, splits, reduce,
+                                                 stream), len(shape.int4)) * 1e6
+                 for reduce, stream in ((True, True), (False, True), (True, False), (False, False))]
+        rows.append({"section": "mma_reduction", "n": shape.n, "k": shape.k, "splits": splits,
+                     "reduced_us": times[0], "unreduced_us": times[1], "no_stream_us": times[2],
+                     "no_stream_unreduced_us": times[3]})
+        print(f"  mma N={shape.n} K={shape.k} splits={splits}: {times[0]:.1f} us with the split-K reduction, "
+              f"{times[1]:.1f} us without; container stride 0: {times[2]:.1f} / {times[3]:.1f} us", flush=True)
+
+
+def gemv_diagnostics(shape: Shape, rows: list[dict]) -> None:
+    """Where the GEMV's time goes, at M = 1: (a) a kernel that reads the containers in the GEMV's own tiles and
+    grid and does nothing else (the layout's read floor); (b) the GEMV with the container stride set to 0 (every
+    block re-reads one row of containers from L1: the instruction stream without the HBM stream)."""
+    import triton
+    import triton.language as tl
+
+    from reference_impls.kernels.quant import triton_int4_gemv as gemv
+
+    @triton.jit
+    def tile_read_kernel(qw_ptr, dst, blocks_per_split, stride, BLOCK_C: tl.constexpr):
+        c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+        rows = tl.program_id(1) * blocks_per_split * 32 + tl.arange(0, 32)
+        ptrs = qw_ptr + rows[:, None].to(tl.int64) * stride + c[None, :]
+        acc = tl.zeros([32, BLOCK_C], tl.int32)
+        for _ in range(blocks_per_split):
+            acc ^= tl.load(ptrs)
+            ptrs += 32 * stride
+        tl.store(dst + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1), tl.sum(acc, axis=None))
+
+    n, k = shape.n, shape.k
+    blocks = math.ceil(k / BLOCK_K)
+    words = [w.qweight.view(torch.int32) for w in shape.int4]
+    dst = torch.empty(2**16, dtype=torch.int32, device="cuda")
+    for block_n, warps, stages in ((64, 4, 1), (64, 4, 3), (128, 4, 3), (256, 8, 3)):
+        for splits in (4, 8, 16):
+            if blocks % splits:
+                continue
+            call = functools.partial(read_tiles, tile_read_kernel, words, dst, (n // block_n, splits),
+                                     blocks // splits, block_n, warps, stages)
+            us = time_per_call(call, len(words)) * 1e6
+            rows.append({"section": "tile_read", "n": n, "k": k, "config": f"{block_n}/{warps}/{stages}/{splits}",
+                         "time_us": us})
+            print(f"  tile read N={n} K={k} block_n={block_n} warps={warps} stages={stages} splits={splits}: "
+                  f"{us:.1f} us", flush=True)
+    for block_n, warps, prefetch, splits in ((64, 4, 1, 8), (64, 4, 3, 8), (64, 4, 3, 4), (128, 8, 2, 8)):
+        call = functools.partial(gemv_without_stream, gemv.int4_gemv_kernel, shape, block_n, warps, prefetch, splits)
+        us = time_per_call(call, 1) * 1e6
+        rows.append({"section": "compute_only", "n": n, "k": k, "config": f"{block_n}/{warps}/{prefetch}/{splits}",
+                     "time_us": us})
+        print(f"  compute only (container stride 0) N={n} K={k} block_n={block_n} warps={warps} prefetch={prefetch}"
+              f" splits={splits}: {us:.1f} us", flush=True)
+
+
+def gemv_sweep(rows: list[dict], out: Path) -> None:
+    """The read floor, bf16 and the CUDA-core GEMV's configs x splits at M = 1; then GEMV vs mma at M = 1..16."""
+    from reference_impls.kernels.quant import triton_int4_gemv as gemv
+
+    for n, k in SHAPES:
+        shape = Shape(n, k)
+        nbytes = shape.int4[0].nbytes + shape.io_bytes(1)
+        t_read = read_floor(nbytes)[0]
+        t_bf16 = shape.time_bf16(1)
+        rows.append({"section": "floor", "n": n, "k": k, "bytes": nbytes, "read_us": t_read * 1e6,
+                     "bf16_us": t_bf16 * 1e6})
+        results = []
+        for cfg in GEMV_SWEEP:
+            for splits in GEMV_SPLITS:
+                try:
+                    us = shape.time_int4(1, "gemv", **cfg, splits=splits) * 1e6
+                except Exception as exc:  # noqa: BLE001
+                    print(f"gemv {cfg}: {type(exc).__name__}: {exc}"[:300])
+                    break
+                results.append((us, json.dumps(cfg | {"splits": splits})))
+                rows.append({"section": "gemv_sweep", "n": n, "k": k, "m": 1, "config": results[-1][1],
+                             "time_us": us})
+        results.sort()
+        print(f"gemv N={n} K={k} M=1: read floor {t_read * 1e6:.1f} us, bf16 {t_bf16 * 1e6:.1f} us; best: "
+              + "; ".join(f"{us:.1f} {c}" for us, c in results[:5]), flush=True)
+        mma_diagnostics(shape, rows)
+        gemv_diagnostics(shape, rows)
+        best = json.loads(results[0][1])
+        for m in (1, 2):
+            t_gemv = shape.time_int4(m, "gemv", **{key: v for key, v in best.items() if key != "splits"})
+            t_best = shape.time_int4(m, "gemv", **best)
+            t_mma, t_b = shape.time_int4(m, "mma"), shape.time_bf16(m)
+            rows.append({"section": "gemv_vs_mma", "n": n, "k": k, "m": m, "gemv_us": t_gemv * 1e6,
+                         "gemv_best_splits_us": t_best * 1e6, "mma_us": t_mma * 1e6, "bf16_us": t_b * 1e6})
+            print(f"  M={m}: gemv(auto splits) {t_gemv * 1e6:.1f} us, gemv(best) {t_best * 1e6:.1f} us, "
+                  f"mma {t_mma * 1e6:.1f} us, bf16 {t_b * 1e6:.1f} us", flush=True)
+        del shape
+        torch.cuda.empty_cache()
+    save_registers(gemv.int4_gemv_kernel, out / "gemv_registers.txt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path)
@@ -395,10 +561,20 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4096)
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="read floor + small-M config sweep, then stop")
+    parser.add_argument("--once", action="store_true", help="3 calls each of mma and gemv at M = 1, 4096 x 14336 "
+                        "(for a profiler: ncu --launch-skip 2 ...), then stop")
+    parser.add_argument("--gemv", action="store_true", help="checks + CUDA-core GEMV sweep, then stop")
     parser.add_argument("--budget-s", type=float, default=200.0, help="stop tuning after this many seconds")
     args = parser.parse_args()
     if args.cpu:
         cpu_bench(args.n, args.k)
+        return
+    if args.once:
+        w, x = random_int4(4096, 14336, True), torch.randn(1, 14336, device="cuda", dtype=torch.bfloat16)
+        for kernel in ("mma", "gemv"):
+            for _ in range(3):
+                t4.int4_matmul(x, w, kernel)
+        torch.cuda.synchronize()
         return
     if args.out is None:
         parser.error("--out is required for the GPU benchmark")
@@ -408,6 +584,8 @@ def main() -> None:
     copy_bps = copy_bandwidth()
     print(f"copy {copy_bps / 1e12:.2f} TB/s", flush=True)
     rows: list[dict] = []
+    if not check(rows):
+        print("CORRECTNESS FAILED: timings follow but are not results")
     if args.sweep:
         small_m_sweep(rows)
         with open(args.out / "sweep.csv", "w", newline="") as f:
@@ -415,8 +593,13 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(rows)
         return
-    if not check(rows):
-        print("CORRECTNESS FAILED: timings follow but are not results")
+    if args.gemv:
+        gemv_sweep(rows, args.out)
+        with open(args.out / "gemv_sweep.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=sorted({key for r in rows for key in r}))
+            writer.writeheader()
+            writer.writerows(rows)
+        return
     for n, k in SHAPES:
         shape = Shape(n, k)
         best = tune(shape, rows, args.budget_s) if args.tune else {}

@@ -252,3 +252,22 @@ def test_empty_store_searches_to_nothing_or_everything(name):
     assert store.search("anything", 5) == []
     assert store.stats().items == 0
     store.close()
+
+
+def test_hybrid_scores_are_reciprocal_rank_sums_of_bm25_and_dense():
+    turns = conversation()
+    hybrid = build("hybrid", turns, candidates=8, rrf_k=60)
+    bm25, dense = build("bm25", turns), build("dense", turns)
+    query = "golden retriever puppy lemon tart"
+    expected: dict[str, float] = {}
+    for index in (bm25, dense):
+        for rank, hit in enumerate(index.search(query, 8), 1):
+            expected[hit.item_id] = expected.get(hit.item_id, 0.0) + 1.0 / (60 + rank)
+    got = hybrid.search(query, 5)
+    best = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    assert [(h.item_id, h.score) for h in got] == [(key, pytest.approx(score, rel=1e-12)) for key, score in best]
+    # a turn both indexes rank first scores 2/61; one found by a single index at most 1/61
+    assert got[0].score == pytest.approx(2 / 61) and all(h.score <= 2 / 61 for h in got)
+    hybrid.delete(got[0].item_id)
+    assert got[0].item_id not in ids(hybrid.search(query, 5))
+    assert hybrid.stats().items == len(turns) - 1

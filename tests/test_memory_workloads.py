@@ -9,7 +9,6 @@ from harness.registry import REGISTRY
 from reference_impls.agents.types import Turn
 from workloads.memory_agents.conversation import SINGLE_HOP, TEMPORAL, Conversation, QAItem, Session
 from workloads.memory_agents.memory_cost import UpdateRank
-from workloads.memory_agents.memory_crossover import LadderPoint, crossing, prefill_model
 from workloads.memory_agents.memory_poisoning import UNTRUSTED_SPEAKER, poison_history
 from workloads.memory_agents.memory_retrieval import Gold, recount, summarize
 from workloads.memory_agents.memory_runs import History, QueryOutcome, load_history
@@ -109,43 +108,6 @@ def test_update_correctness_counts_newest_above_stale():
     assert counters["memory.bytes_per_item"] == counters["memory.bytes_in_memory"] / counters["memory.items"]
 
 
-def point(turns: int, full_s: float, store_s: float) -> LadderPoint:
-    return LadderPoint(turns, 0.0, 0.0, 0.0, full_s, store_s, full_s, store_s)
-
-
-def test_crossing_interpolates_between_ladder_points():
-    points = (point(10, 1.0, 2.0), point(20, 1.5, 2.0), point(50, 3.5, 2.0))
-    assert crossing(points, "full_s", "store_s") == pytest.approx(20 + 30 * 0.5 / 2.0)
-    assert crossing(points[:2], "full_s", "store_s") is None
-    assert crossing((point(10, 3.0, 2.0),), "full_s", "store_s") == 10.0
-
-
-def test_prefill_model_grows_with_tokens_and_the_small_device_crosses_over_sooner():
-    h100 = [prefill_model("llama-3.1-8b", "h100-sxm-80gb", t)[0] for t in (100, 1000, 10000)]
-    orin = [prefill_model("llama-3.1-8b", "jetson-orin-nano-8gb-15w", t)[0] for t in (100, 1000, 10000)]
-    assert h100[0] < h100[1] < h100[2] and orin[0] < orin[1] < orin[2] and orin[2] > 10 * h100[2]
-    search_s = 0.02  # a store whose prefill is 300 tokens, searching in 20 ms
-
-    def crossover(device: str) -> float | None:
-        pts = [LadderPoint(n, n * 26.0, 300.0, search_s, prefill_model("llama-3.1-8b", device, n * 26)[0],
-                           prefill_model("llama-3.1-8b", device, 300)[0] + search_s, 0.0, 0.0)
-               for n in (10, 20, 50, 100, 200)]
-        return crossing(tuple(pts), "full_s", "store_s")
-
-    assert crossover("jetson-orin-nano-8gb-15w") < crossover("h100-sxm-80gb")
-
-
-def test_crossover_workload_runs_and_full_context_never_crosses():
-    params = params_of("memory_crossover", turns=200, questions=20)
-    w = REGISTRY.workload("memory_crossover")
-    inputs = w.inputs(params, "cpu", 0)
-    _, full, check = run("memory_crossover", "full_context", inputs, params)
-    assert check.passed and full.crossover_latency is None and [p.turns for p in full.points] == [10, 20, 50, 100, 200]
-    _, bm25, check = run("memory_crossover", "bm25", inputs, params)
-    assert check.passed and bm25.crossover_energy is not None and bm25.points[-1].store_tokens < 0.5 * (
-        bm25.points[-1].history_tokens)
-
-
 def test_poisons_are_seeded_unique_and_the_filter_stops_all_but_spoofed_ones():
     params = params_of("memory_poisoning", turns=400, questions=60, targets=12, spoofed_fraction=0.25)
     w = REGISTRY.workload("memory_poisoning")
@@ -170,15 +132,3 @@ def test_poison_history_needs_targets():
     poisoned = poison_history(conversation, 5, 0.0, 0)
     assert {p.target for p in poisoned.poisons} == {0, 1, 2}
     assert all(p.turn.speaker == UNTRUSTED_SPEAKER for p in poisoned.poisons)
-
-
-def test_thread_cap_applies_to_blas_in_its_own_process():
-    import subprocess
-    import sys
-
-    code = ("import numpy; from workloads.memory_agents.memory_runs import limit_threads; limit_threads(1); "
-            "from threadpoolctl import threadpool_info; print(max(i['num_threads'] for i in threadpool_info()))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).parent.parent)
-    assert result.stdout.strip() == "1"
-    assert params_of("memory_retrieval")["threads"] == 0  # opt-in: the cap outlives the case in its process

@@ -60,23 +60,28 @@ def test_int4_packing_round_trips_rtn_codes(k, group, symmetric):
 
 
 @pytest.mark.skipif(not triton_runs(), reason="no GPU and Triton's interpreter is off")
-@pytest.mark.parametrize("kernel, m, n, k, group, symmetric, dtype, splits", [
-    ("mma", 1, 40, 300, 128, True, torch.bfloat16, 2),
-    ("mma", 3, 72, 260, 64, False, torch.float16, 1),
-    ("mma", 17, 33, 200, 32, True, torch.bfloat16, 3),
-    ("mma", 2, 24, 130, 130, False, torch.bfloat16, 0),
-    ("gemv", 1, 40, 300, 128, False, torch.bfloat16, 2),
-    ("gemv", 3, 33, 260, 64, True, torch.float16, 1),
-    ("gemv", 2, 24, 130, 130, True, torch.bfloat16, 0),
-    ("auto", 5, 20, 256, 256, True, torch.float16, 0),
+@pytest.mark.parametrize("kernel, m, n, k, group, symmetric, dtype, splits, extra", [
+    ("mma", 1, 40, 300, 128, True, torch.bfloat16, 2, {}),
+    ("mma", 3, 72, 260, 64, False, torch.float16, 1, {}),
+    ("mma", 17, 33, 200, 32, True, torch.bfloat16, 3, {}),
+    ("mma", 2, 24, 130, 130, False, torch.bfloat16, 0, {}),
+    ("mma", 2, 64, 512, 128, False, torch.bfloat16, 2, {}),  # no masks: N % block_n = K % 128 = 0
+    ("mma", 33, 64, 1024, 256, True, torch.float16, 2, {}),  # block_m 32: zero point subtracted per weight
+    ("gemv", 1, 40, 300, 128, False, torch.bfloat16, 2, {"prefetch": 1}),
+    ("gemv", 3, 34, 260, 64, True, torch.float16, 1, {"prefetch": 0}),
+    ("gemv", 2, 70, 300, 32, False, torch.bfloat16, 2, {"prefetch": 2}),
+    ("gemv", 2, 24, 130, 130, True, torch.bfloat16, 0, {"prefetch": 3}),
+    ("gemv", 1, 64, 768, 256, True, torch.bfloat16, 2, {"prefetch": 3}),  # no masks: N % block_n = K % 128 = 0
+    ("gemv", 2, 96, 512, 128, False, torch.float16, 1, {"prefetch": 2}),
+    ("auto", 5, 20, 256, 256, True, torch.float16, 0, {}),
 ])
-def test_triton_int4_matches_float64(kernel, m, n, k, group, symmetric, dtype, splits):
+def test_triton_int4_matches_float64(kernel, m, n, k, group, symmetric, dtype, splits, extra):
     seed = m * 1000 + n + k
     codes, scale, zero, group_size = quantized(n, k, 4, group, symmetric, seed)
     packed = t4.pack_int4(codes.to(DEVICE), scale.to(DEVICE), None if zero is None else zero.to(DEVICE), group_size)
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(seed)).to(dtype).to(DEVICE)
     ref = dm.reference_matmul(x.cpu(), codes, scale, zero, group_size)
-    config = {"block_n": 32, "splits": splits} if kernel != "auto" else {}
+    config = {"block_n": 32, "splits": splits} | extra if kernel != "auto" else {}
     y = t4.int4_matmul(x, packed, kernel, **config)
     assert y.dtype == dtype and y.shape == (m, n)
     floor = rel_error(ref.to(dtype), ref)
@@ -97,6 +102,12 @@ def test_triton_int4_rejects_bad_input():
         t4.int4_matmul(torch.randn(1, 255, dtype=torch.bfloat16), packed)
     with pytest.raises(ValueError, match="allowed"):
         t4.int4_matmul(torch.randn(1, 256, dtype=torch.bfloat16), packed, block_kw=8)
+    with pytest.raises(ValueError, match="prefetch"):
+        t4.int4_matmul(torch.randn(1, 256, dtype=torch.bfloat16), packed, "gemv", prefetch=4)
+    odd = t4.pack_int4(codes[:15], scale[:15], zero[:15], 128)
+    with pytest.raises(ValueError, match="even N"):
+        t4.int4_matmul(torch.randn(1, 256, dtype=torch.bfloat16), odd, "gemv")
+    assert t4.choose_kernel(1, 15) == "mma"
 
 
 def test_split_plan_fills_the_gpu_without_empty_splits():
@@ -231,7 +242,7 @@ def test_workload_costs_predict_the_w4a16_speedup_and_say_what_cannot_run():
     assert 3.85 < dense.total_bytes / int4.total_bytes < 3.88  # 16 bits vs 4 + 16/128 bits, plus x and y
     counted = workload.counters(None, params)
     assert counted[quant_matmul.EFFECTIVE_BITS.name] == 4.125
-    assert counted[quant_matmul.WEIGHT_BYTES.name] == 4096 * 4096 * 4.125 / 8
+    assert counted[quant_matmul.STORAGE.name] == 4096 * 4096 * 4.125 / 8  # the workload declares it as STORAGE
     assert "4-bit" in workload.unsupported("triton_int4", params | {"bits": 8}, "cuda")
     assert "per-channel" in workload.unsupported("int8_int_mm", params | {"bits": 8}, "cpu")
     assert "ternary" in workload.unsupported("ternary_gemv", params, "cpu")

@@ -36,8 +36,8 @@ GEMMA_LIKE = dict(hidden_size=3072, num_hidden_layers=28, num_attention_heads=16
 
 
 def test_builtins_shipped():
-    assert set(tm.builtin_configs()) == {"deepseek-v3", "llama-3.1-70b", "llama-3.1-8b", "qwen2.5-0.5b",
-                                         "smollm2-135m"}
+    assert set(tm.builtin_configs()) == {"deepseek-v3", "llama-3.1-70b", "llama-3.1-8b", "llama-3.2-1b",
+                                         "qwen2.5-0.5b", "qwen2.5-1.5b", "smollm2-135m"}
 
 
 def test_builtin_names_are_case_insensitive():

@@ -101,6 +101,7 @@ _STORES: dict[str, tuple[str, str]] = {
     "hierarchical": ("hierarchical", "HierarchicalStore"),
     "linked_notes": ("linked_notes", "LinkedNotesStore"),
     "typed": ("typed", "TypedStore"),
+    "hybrid": ("hybrid", "HybridStore"),
 }
 
 

@@ -339,6 +339,19 @@ def decode_cost(config: ModelConfig, precision: Precision, context: int, batch: 
     return _forward(config, precision, "decode", batch, 1, context, context)
 
 
+def extend_cost(config: ModelConfig, precision: Precision, new_tokens: int, cached_tokens: int,
+                batch: int = 1) -> PhaseCost:
+    """Process `new_tokens` after `cached_tokens` already in the KV cache (chunked prefill, or a chat turn
+    appended to a prefix-cached conversation): new query i attends the cache and new keys 0..i, so
+    new·cached + new·(new+1)/2 query-key pairs per head; the whole cache is read once, the new KV written.
+    extend_cost(c, p, T, 0) == prefill_cost(c, p, T)."""
+    _check_positive(new_tokens=new_tokens, batch=batch)
+    if cached_tokens < 0:
+        raise ValueError(f"cached_tokens must be >= 0, got {cached_tokens}")
+    pairs = new_tokens * cached_tokens + new_tokens * (new_tokens + 1) / 2
+    return _forward(config, precision, "prefill", batch, new_tokens, cached_tokens + new_tokens, pairs)
+
+
 def attention_decode_intensity(config: ModelConfig, precision: Precision, context: int) -> float:
     """FLOP/byte of the attention core alone in one decode step (independent of batch: each sequence reads its
     own cache). GQA with 16-bit KV: 4·g·head_dim FLOPs per 4·head_dim bytes per KV head and key = g (the group

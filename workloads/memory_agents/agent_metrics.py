@@ -37,6 +37,7 @@ declare("memory.first_search_ms", "ms", "lower", "first search after the writes 
 declare("memory.items", "items", "lower", "items the store holds", True)
 declare("memory.bytes_in_memory", "B", "lower", "store bytes in process memory (the store's own count)", True)
 declare("memory.bytes_on_disk", "B", "lower", "store bytes on disk")
+declare("memory.footprint_bytes", "B", "lower", "store bytes in memory + on disk (the store's own count)")
 declare("memory.bytes_per_item", "B", "lower", "(memory + disk bytes) per item")
 declare("memory.bytes_per_turn", "B", "lower", "(memory + disk bytes) per history turn")
 declare("memory.update_questions", "questions", "higher", "questions about a fact that changed", True)
@@ -44,16 +45,18 @@ declare("memory.update_correct_fraction", "1", "higher", "changed facts whose ne
         True)
 
 declare("memory.crossover_turns_latency", "turns", "lower",
-        "history length above which full-context prefill is slower than store (modeled + measured search)")
+        "history length above which answering from full context is slower than from the store (modeled + measured "
+        "search and writes), capped where the history's KV stops fitting")
 declare("memory.crossover_turns_energy", "turns", "lower",
-        "history length above which full-context prefill costs more energy than the store's (modeled)", True)
-declare("memory.full_context_prefill_s", "s", "lower", "modeled full-context prefill per query at max turns", True)
-declare("memory.store_prefill_s", "s", "lower", "modeled prefill of the store's hits per query at max turns", True)
-declare("memory.store_query_s", "s", "lower", "store prefill (modeled) + search p50 (measured) at max turns")
-declare("memory.full_context_energy_j", "J", "lower", "modeled full-context prefill energy per query at max turns",
+        "history length above which full context costs more device energy per query than the store (modeled)", True)
+declare("memory.full_context_fit_turns", "turns", "higher",
+        "history length whose KV cache just fits beside the weights in the device's memory", True)
+declare("memory.full_context_query_s", "s", "lower", "modeled full-context prefill + answer per query at max turns",
         True)
-declare("memory.store_energy_j", "J", "lower", "modeled prefill energy of the store's hits per query at max turns",
-        True)
+declare("memory.store_query_s", "s", "lower",
+        "store query at max turns: modeled prefill + answer, plus measured search p50 and writes")
+declare("memory.full_context_energy_j", "J", "lower", "modeled full-context energy per query at max turns", True)
+declare("memory.store_energy_j", "J", "lower", "modeled device energy per store query at max turns", True)
 
 declare("memory.attack_success_rate", "1", "lower", "targeted questions whose poisoned item is in the top k", True)
 declare("memory.attack_success_rate_filtered", "1", "lower", "attack success with the provenance filter", True)

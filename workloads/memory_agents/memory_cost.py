@@ -30,10 +30,11 @@ from workloads.memory_agents.memory_retrieval import (
 from workloads.memory_agents.memory_runs import (
     HISTORY_PARAMS,
     History,
+    embedder_missing,
     load_history,
     percentiles_ms,
     prepared,
-    threads_missing,
+    store_options,
 )
 from workloads.memory_agents.tokens import tokenizer_missing
 
@@ -94,6 +95,10 @@ class MemoryCost(Workload):
                    "stale one). Timed call: one search of the full store.")
     sweep_param = "turns"
     primary_metric = "memory.search_p95_ms"
+    chart_metrics = ("memory.search_p95_ms", "memory.write_p95_ms", "memory.footprint_bytes")
+    chart_caption = ("Log-log against the history length: a slope of 1 is linear growth (an exact scan's search, "
+                     "any store's footprint); a flat line is constant cost per write or search; a line that "
+                     "steepens is superlinear.")
     params = tuple(replace(p, default=200) if p.name == "questions" else p for p in HISTORY_PARAMS)
     contract_params = {"turns": 300, "questions": 60}
 
@@ -149,11 +154,11 @@ class MemoryCost(Workload):
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
         if params["data"] != "synthetic":
             return "memory_cost writes one conversation; use data='synthetic' (its turns are the sweep)"
-        return tokenizer_missing(params["tokenizer"]) or threads_missing(params["threads"]) or store_unavailable(impl)
+        return tokenizer_missing(params["tokenizer"]) or store_unavailable(impl) or embedder_missing(impl, params)
 
 
 def cost_answer(store: str, history: History, params: dict) -> CostAnswer:
-    built = prepared(history, store, params["k"], params["tokenizer"], params["threads"])
+    built = prepared(history, store, params["k"], params["tokenizer"], store_options(store, params))
     if "updates" not in built.extra:
         built.extra["stats"] = built.stores[0].stats()
         built.extra["updates"] = update_ranks(history, built, params["k"])

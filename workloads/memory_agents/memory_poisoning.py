@@ -26,7 +26,7 @@ from reference_impls.agents.types import Turn
 from workloads.memory_agents import agent_metrics
 from workloads.memory_agents.conversation import SINGLE_HOP, TEMPORAL, Conversation
 from workloads.memory_agents.memory_retrieval import UNBOUNDED, search_cost, store_unavailable
-from workloads.memory_agents.memory_runs import HISTORY_PARAMS, limit_threads, load_history, threads_missing
+from workloads.memory_agents.memory_runs import HISTORY_PARAMS, embedder_missing, load_history, store_options
 
 assert agent_metrics
 UNTRUSTED_SPEAKER = "web_page"
@@ -190,7 +190,7 @@ class MemoryPoisoning(Workload):
         return 0
 
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
-        return threads_missing(params["threads"]) or store_unavailable(impl)
+        return store_unavailable(impl) or embedder_missing(impl, params)
 
 
 def poison_answer(store_name: str, history: PoisonedHistory, params: dict) -> PoisonAnswer:
@@ -198,8 +198,7 @@ def poison_answer(store_name: str, history: PoisonedHistory, params: dict) -> Po
     trusted = {t.dia_id for t in history.stream if t.speaker in history.conversation.speakers}
     state = history.built.get(store_name)
     if state is None:
-        limit_threads(params["threads"])
-        store = make_store(store_name)
+        store = make_store(store_name, **store_options(store_name, params))
         for turn in history.stream:
             store.add(turn)
         trials = tuple(Trial(p.target, tuple(h.source_turn_ids for h in store.search(

@@ -31,11 +31,12 @@ from workloads.memory_agents.memory_runs import (
     History,
     QueryOutcome,
     dataset_counters,
+    embedder_missing,
     history_tokens,
     load_history,
     percentiles_ms,
     prepared,
-    threads_missing,
+    store_options,
 )
 from workloads.memory_agents.tokens import tokenizer_missing
 
@@ -150,7 +151,7 @@ def interface_violations(answer: RetrievalAnswer, gold: Gold) -> list[str]:
 def store_footprint(stats: StoreStats, turns: int) -> dict[str, float]:
     total = stats.bytes_in_memory + stats.bytes_on_disk
     return {"memory.items": float(stats.items), "memory.bytes_in_memory": float(stats.bytes_in_memory),
-            "memory.bytes_on_disk": float(stats.bytes_on_disk),
+            "memory.bytes_on_disk": float(stats.bytes_on_disk), "memory.footprint_bytes": float(total),
             "memory.bytes_per_item": total / max(1, stats.items), "memory.bytes_per_turn": total / max(1, turns)}
 
 
@@ -226,12 +227,12 @@ class MemoryRetrieval(Workload):
         return 0
 
     def unsupported(self, impl: str, params: dict, device: str) -> str | None:
-        return tokenizer_missing(params["tokenizer"]) or threads_missing(params["threads"]) or store_unavailable(impl)
+        return tokenizer_missing(params["tokenizer"]) or store_unavailable(impl) or embedder_missing(impl, params)
 
 
 def answer_for(store: str, history: History, params: dict) -> tuple[RetrievalAnswer, BuiltStore]:
     """Build and evaluate once, then search one question again (the timed work of every later call)."""
-    built = prepared(history, store, params["k"], params["tokenizer"], params["threads"])
+    built = prepared(history, store, params["k"], params["tokenizer"], store_options(store, params))
     if "answer" not in built.extra:
         stats = [s.stats() for s in built.stores]
         total = StoreStats(*(sum(getattr(x, f) for x in stats) for f in ("items", "bytes_in_memory", "bytes_on_disk")))

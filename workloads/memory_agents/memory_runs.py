@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.case import Param
+from reference_impls.agents.embedders import EMBEDDERS
 from reference_impls.agents.store import MemoryStore, make_store
+from reference_impls.agents.store import store_options as store_option_defaults
 from reference_impls.agents.text import hit_text
 from workloads.memory_agents.conversation import Conversation
 from workloads.memory_agents.locomo import Dataset, load_locomo
@@ -28,35 +30,27 @@ HISTORY_PARAMS = (
     Param("questions", int, 2000, minimum=1, doc="synthetic questions (a LoCoMo path uses all of its QA)"),
     Param("k", int, 10, minimum=1, doc="hits per search"),
     Param("tokenizer", str, "words", choices=TOKENIZERS, doc="token rule for tokens injected (words: comparable)"),
-    Param("threads", int, 0, minimum=0,
-          doc="cap BLAS/OpenMP threads for the rest of the process (0: leave the libraries' default)"),
+    Param("embedder", str, "hashing", choices=EMBEDDERS,
+          doc="embedder of the stores that embed turns (hashing: no model; minilm: all-MiniLM-L6-v2, the agents "
+              "extra); a store without embeddings runs only with hashing, so no case repeats under another name"),
 )
-_THREAD_LIMIT: list = []  # the live threadpoolctl limiter of this process (one per process)
 
 
-def limit_threads(threads: int) -> None:
-    """Cap BLAS/OpenMP threads for this process (threadpoolctl), once.
-
-    WHY: one query is a small matrix-vector product; on a 2-core machine numpy's OpenBLAS and faiss's OpenMP
-    threads spin against each other and turn a 0.2 ms search into 10-20 ms. An agent serving one query at a
-    time runs it on one thread. The cap stays for the rest of the process (the harness runs a case per worker
-    under isolation: process; inline, it carries over to later cases, hence default 0 and suites opting in).
-    """
-    if threads == 0 or _THREAD_LIMIT:
-        return
-    from threadpoolctl import threadpool_limits
-
-    _THREAD_LIMIT.append(threadpool_limits(threads))
+def store_options(store: str, params: dict) -> dict:
+    """make_store options a case's params imply: the embedder, for the stores that take one."""
+    return {"embedder": params["embedder"]} if "embedder" in store_option_defaults(store) else {}
 
 
-def threads_missing(threads: int) -> str | None:
-    if threads == 0:
+def embedder_missing(store: str, params: dict) -> str | None:
+    """Why this store/embedder pair is not a case here (None when it is)."""
+    if params["embedder"] == "hashing":
         return None
-    try:
-        import threadpoolctl  # noqa: F401
-    except ImportError:
-        return "threads > 0 needs threadpoolctl (pip install threadpoolctl), or set threads: 0"
-    return None
+    if "embedder" not in store_option_defaults(store):
+        return f"store {store!r} keeps no embeddings: embedder {params['embedder']!r} would only rename its case"
+    from reference_impls.models.minilm import missing_reason
+
+    reason = missing_reason()
+    return f"embedder {params['embedder']!r} is not installed here: {reason}" if reason else None
 
 
 @dataclass
@@ -171,12 +165,10 @@ def history_tokens(conversation: Conversation, tokenizer: str) -> int:
     return sum(count(hit_text(t)) for t in conversation.turns())
 
 
-def prepared(history: History, store: str, k: int, tokenizer: str, threads: int,
-             options: dict | None = None) -> BuiltStore:
+def prepared(history: History, store: str, k: int, tokenizer: str, options: dict | None = None) -> BuiltStore:
     """The store built from the history and searched once for every question (done on the first call)."""
     built = history.built.get(store)
     if built is None:
-        limit_threads(threads)
         built = build_store(store, history.conversations, options)
         evaluate(built, history.conversations, k, tokenizer)
         history.built[store] = built

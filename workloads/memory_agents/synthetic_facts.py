@@ -2,7 +2,8 @@
 
 Each slot has first-mention templates (said by the person, or about a relative/friend), update templates
 ("I moved to Lisbon"), correction templates (a conflict: the speaker contradicts an earlier statement),
-question paraphrases and near-miss distractors (the slot's words with no claim about anybody).
+question paraphrases, premise questions that presuppose a value (LoCoMo's adversarial questions are true
+questions asked about the wrong person) and near-miss distractors (the slot's words with no claim about anybody).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class SlotSpec:
     correct_self: tuple[str, ...]
     questions: tuple[str, ...]
     near_miss: tuple[str, ...]
+    premise: tuple[str, ...]  # questions presupposing {name} holds {v} (adversarial: asked of the wrong person)
 
 
 def _company(rng: random.Random) -> str:
@@ -59,6 +61,7 @@ SLOTS: dict[str, SlotSpec] = {
         questions=("What does {name} do for a living?", "What is {name}'s job?", "Which profession does {name} have?"),
         near_miss=("I once thought about becoming {a_v}, but it wasn't for me.",
                    "Do you know any good {v}s? Asking for a friend."),
+        premise=("When did {name} start working as {a_v}?", "What does {name} like most about being {a_v}?"),
     ),
     "employer": SlotSpec(
         draw=_company,
@@ -69,6 +72,7 @@ SLOTS: dict[str, SlotSpec] = {
         correct_self=("Small correction: I work at {v}, not {old}.",),
         questions=("Which company does {name} work for?", "Where is {name} employed?", "Who employs {name}?"),
         near_miss=("I saw an ad for {v} on the bus today.", "Have you heard anything about {v}? They're hiring."),
+        premise=("How long has {name} been working at {v}?", "What is {name}'s role at {v}?"),
     ),
     "city": SlotSpec(
         draw=lambda rng: rng.choice(CITY_NAMES),
@@ -79,6 +83,7 @@ SLOTS: dict[str, SlotSpec] = {
         correct_self=("I think I said I live in {old}, but it's actually {v}.",),
         questions=("Which city does {name} live in?", "Where does {name} live?", "In what city is {name}'s home?"),
         near_miss=("Have you ever been to {v}? I keep seeing photos of it.", "I'd love a weekend trip to {v}."),
+        premise=("Why did {name} settle in {v}?", "Which neighborhood of {v} does {name} live in?"),
     ),
     "pet": SlotSpec(
         draw=_pet,
@@ -89,6 +94,7 @@ SLOTS: dict[str, SlotSpec] = {
         correct_self=("Not {old}, sorry, I got mixed up: my pet is {v}.",),
         questions=("What pet does {name} have?", "Which animal does {name} own?", "What is {name}'s pet?"),
         near_miss=("My neighbor's kid keeps asking for {v}, but no way.", "I saw someone walking {v} this morning."),
+        premise=("How old is {name}'s pet, {v}?", "Where did {name} get {v}?"),
     ),
     "hobby": SlotSpec(
         draw=lambda rng: rng.choice(vocab.HOBBIES),
@@ -100,6 +106,7 @@ SLOTS: dict[str, SlotSpec] = {
         questions=("What hobby does {name} have?", "What does {name} do in their free time?",
                    "Which pastime is {name} into?"),
         near_miss=("I read an article about {v} yesterday.", "I've never tried {v}, have you?"),
+        premise=("When did {name} get into {v}?", "Who got {name} interested in {v}?"),
     ),
     "food": SlotSpec(
         draw=lambda rng: rng.choice(vocab.FOODS),
@@ -112,6 +119,7 @@ SLOTS: dict[str, SlotSpec] = {
         questions=("What is {name}'s favorite food?", "Which dish does {name} like best?",
                    "What food does {name} love most?"),
         near_miss=("There's a new place downtown that serves {v}.", "I tried making {v} once and it was a disaster."),
+        premise=("Where does {name} go to eat {v}?", "Why does {name} love {v} so much?"),
     ),
     "instrument": SlotSpec(
         draw=lambda rng: rng.choice(vocab.INSTRUMENTS),
@@ -123,6 +131,7 @@ SLOTS: dict[str, SlotSpec] = {
         questions=("What instrument does {name} play?", "Which musical instrument does {name} play?",
                    "What does {name} play in the band?"),
         near_miss=("There was a street musician with a {v} outside my office.", "The {v} always sounds sad to me."),
+        premise=("Who taught {name} to play the {v}?", "How long has {name} played the {v}?"),
     ),
     "car": SlotSpec(
         draw=_car,
@@ -133,6 +142,7 @@ SLOTS: dict[str, SlotSpec] = {
         correct_self=("Correction: I drive {v}, not {old}.",),
         questions=("What vehicle does {name} drive?", "What does {name} drive?", "Which car does {name} own?"),
         near_miss=("Someone parked {v} across my driveway again.", "I rented {v} once on holiday."),
+        premise=("When did {name} buy {v}?", "How does {name} like driving {v}?"),
     ),
 }
 SLOT_NAMES = tuple(SLOTS)

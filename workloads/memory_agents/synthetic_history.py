@@ -12,9 +12,10 @@ Questions come in LoCoMo's five categories, each with exact gold evidence turns:
   <company> live?") -> both latest turns;
 - 2 temporal: "When did X <event>?" -> the session date ("8 May 2023"); evidence the event turn;
 - 3 open-domain: a fact plus world knowledge kept simple: city -> country or main language (a fixed table);
-- 5 adversarial: about something never said (a person's unstated fact, or another person's event) -> the
-  right response is "not mentioned"; `adversarial_answer` holds the misleading value and the evidence is the
-  turn it comes from (the closest misleading turn, as LoCoMo does).
+- 5 adversarial: a true question asked about the wrong person (another person's event, or a question that
+  presupposes someone else's fact: "How long has Ana played the cello?" when her cousin plays it) -> the right
+  response is "not mentioned"; `adversarial_answer` holds the misleading value and the evidence is the turn it
+  comes from (as LoCoMo builds category 5 by swapping the speaker).
 
 Same arguments -> the same Conversation and byte-identical JSON (only `random.Random(seed)` draws).
 Fixture command (with deliberately malformed evidence ids for the loader's tests):

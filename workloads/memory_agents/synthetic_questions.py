@@ -117,8 +117,15 @@ def _multi_hop(h: History, rng: random.Random, limit: int) -> list[QAItem]:
 
 
 def _adversarial(h: History, rng: random.Random, limit: int) -> list[QAItem]:
+    """True questions asked about the wrong person, as LoCoMo builds category 5.
+
+    WHY the content stays in the question: LoCoMo swaps the speaker in a question the conversation answers
+    ("What did Caroline realize after her charity race?" when Melanie ran it), so the gold evidence is the turn
+    where the other person said it, and a store can find it. A question with no content ("Where does X work?")
+    points at no turn; its gold would be arbitrary.
+    """
     out, seen = [], set()
-    stated_by_slot = {slot: [p for (p, s) in h.facts if s == slot] for slot in facts.SLOT_NAMES}
+    facts_said = list(h.facts)
     for _ in range(4 * limit):
         if h.events and rng.random() < 0.3:  # someone else's event, asked about the other speaker
             person, activity, place, dia_id, date = rng.choice(h.events)
@@ -130,14 +137,17 @@ def _adversarial(h: History, rng: random.Random, limit: int) -> list[QAItem]:
                 name=h.people[target].label, base=vocab.ACTIVITIES[activity][1], place=place)
             out.append(QAItem(question, date, (dia_id,), ADVERSARIAL))
             continue
-        target, slot = rng.randrange(len(h.people)), rng.choice(facts.SLOT_NAMES)
-        if (target, slot) in h.facts or (target, slot) in seen or not stated_by_slot[slot]:
+        if not facts_said:
             continue
-        seen.add((target, slot))
-        other_speaker = 1 - target if target < 2 else None
-        source = other_speaker if (other_speaker, slot) in h.facts else rng.choice(stated_by_slot[slot])
+        source, slot = rng.choice(facts_said)  # someone's fact, presupposed of the other speaker (or the owner)
+        target = 1 - source if source < 2 else h.people[source].owner
         dia_id, value, _ = h.latest(source, slot)
-        question = rng.choice(facts.SLOTS[slot].questions).format(name=h.people[target].label)
+        held = h.facts.get((target, slot), [])
+        if any(v == value for _, v in held) or ("fact", target, dia_id) in seen:
+            continue
+        seen.add(("fact", target, dia_id))
+        question = rng.choice(facts.SLOTS[slot].premise).format(
+            name=h.people[target].label, v=value, a_v=facts.with_article(value))
         out.append(QAItem(question, value, (dia_id,), ADVERSARIAL))
     return out
 

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from harness.case import Cost, Param
-from harness.metrics import declare
 from harness.registry import Check, Workload, implementation, register_workload, rel_l2_error
 from reference_impls.kernels.quant import dequant_matmul as dm
 from reference_impls.kernels.quant import int8_matmul as i8
 from reference_impls.kernels.quant import lut_gemv as lut
 from reference_impls.kernels.quant import ternary_gemv as tern
 from reference_impls.kernels.quant import triton_int4 as t4
+from workloads.quantization.quant_error import EFFECTIVE_BITS, STORAGE
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SCALE_BYTES = 2  # float16 scales
@@ -47,10 +47,6 @@ WEIGHT_STD = 0.02
 IMPL_DEVICES = {"triton_int4": ("cuda",), "int8_int_mm": ("cpu", "cuda"), "lut_gemv": ("cpu",),
                     "ternary_gemv": ("cpu",)}  # the packed formats built per device (as the impls register)
 DEFAULT_K = 65536  # the tolerance's K when a reference lost its `contraction_k` attribute (the largest we run)
-EFFECTIVE_BITS = declare("quant_matmul.effective_bits", "bit", "lower",
-                         "stored bits per weight: codes + float16 scales + zero points", deterministic=True)
-WEIGHT_BYTES = declare("quant_matmul.weight_bytes", "B", "lower",
-                       "packed weight bytes (codes at b bits + scales + zero points)", deterministic=True)
 
 
 def dims(params: dict) -> dict:
@@ -139,7 +135,7 @@ class QuantMatmul(Workload):
     def counters(self, output: torch.Tensor, params: dict) -> dict[str, float]:
         s = dims(params)
         weight_bytes = s["n"] * s["k"] * s["bits"] / 8 + scale_zero_bytes(s)
-        return {EFFECTIVE_BITS.name: 8.0 * weight_bytes / (s["n"] * s["k"]), WEIGHT_BYTES.name: weight_bytes}
+        return {EFFECTIVE_BITS.name: 8.0 * weight_bytes / (s["n"] * s["k"]), STORAGE.name: weight_bytes}
 
     def cost(self, params: dict, impl: str) -> Cost:
         """FLOPs 2MNK for every implementation. Minimum bytes: what the implementation must read (its weight

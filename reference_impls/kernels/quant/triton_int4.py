@@ -12,12 +12,18 @@ group_size: 32 or 64 (a scale per 32-k slice), or a multiple of 128, or >= K (on
 Kernels (`choose_kernel`; tile configs by M, MMA_CONFIGS):
   mma   tensor cores: each nibble plane becomes a 16-bit tile of OFFSET + code with no int-to-float conversion
         (OR-ed into the bits of OFFSET = 128.0 in bf16 / 1024.0 in fp16, whose mantissa unit is 1.0), two
-        weights per instruction in inline PTX (a shift and a lop3 per 32-bit pair, then one packed fma that
-        subtracts OFFSET + zero point: q - z, exact in 16 bits); tl.dot multiplies it in float32 and the group's
-        scale multiplies the [BLOCK_M, BLOCK_N] product once per group. Serves M = 1 too (rows past M masked).
-  gemv  CUDA cores (kernel="gemv"): the same OR trick in float32 (128 + code), a shift, an and-or and an FMA per
-        weight, zero points through sum(x). About 6.5 instructions per weight against the mma kernel's ~2.5-3
-        (counted in the sm_90 SASS): slower at every M measured on an H100, so `auto` never picks it.
+        weights per instruction in inline PTX (a shift and a lop3 per 32-bit pair); tl.dot multiplies x by it,
+        and a second tl.dot by ones gives sum(x), so the zero point comes off the float32 sums once per block
+        (s * (x @ (OFFSET + q) - (OFFSET + z) * sum x)) instead of per weight (v5; groups of 32 / 64 still
+        subtract it per weight, one packed fma per two). Group size, N and K divisibility are compile-time
+        constants (no division, no masks on even shapes). Serves M = 1 too (rows past M repeat row M - 1).
+  gemv  CUDA cores (kernel="gemv", triton_int4_gemv.py, v5): reads the containers as int32 pairs (N even) and
+        makes float32 M_j + code with one lop3 per weight (plus 3 shifts / permutes per 8), chains 4 FFMAs per
+        container onto -(sum_j (M_j + zero) x_j), and scales once per 4 weights: ~2.7 essential instructions
+        per weight, ~4.2 counted in the sm_90 SASS of the loop (v1: 6.5). On an H100 at M = 1 it is ~1 us
+        slower than mma (4096 x 14336: 18.9 vs 17.6 us): it is instruction-bound (with its containers re-read
+        from cache it still takes ~16 us; reading its tiles alone takes 11.7). At M >= 2 each row re-reads the
+        weights (from L2), so `auto` never picks it (GEMV_MAX_M).
 Both split K when the output tiles alone cannot fill the GPU: partials go to a float32 workspace and the last
 split of a tile to arrive (an atomic counter) sums them in split order, in the same launch — deterministic.
 Default configs were measured on an H100 by scripts/bench_quant_matmul.py.
@@ -36,13 +42,13 @@ import torch
 from torch import Tensor
 
 BLOCK_K = 128  # k per block: 32 int16 rows x 4 nibbles
-GEMV_MAX_M = 0  # largest batch `auto` gives the CUDA-core GEMV: 0, it was slower than mma at every M measured
+GEMV_MAX_M = 0  # largest batch `auto` gives the CUDA-core GEMV: 0, it was not faster than mma at any M measured
 H100_SMS = 132  # streaming multiprocessors assumed where no GPU is asked (the interpreter, cost models)
 TARGET_PROGRAMS_PER_SM = 4  # split K until tiles x splits reach this many programs per SM ...
 MIN_BLOCKS_PER_SPLIT = 4  # ... but never below this many K-blocks per split
 # Configs by batch size, the best (or within 5% of the best) of scripts/bench_quant_matmul.py's sweep on an H100
 # for (N, K) = (4096, 4096), (14336, 4096), (4096, 14336): see results/published/h100-quant-matmul/.
-GEMV_CONFIG = {"block_n": 64, "num_warps": 2, "num_stages": 2, "prefetch": True, "splits": 0}
+GEMV_CONFIG = {"block_n": 64, "num_warps": 4, "num_stages": 1, "prefetch": 3, "splits": 0}  # prefetch: blocks ahead
 MMA_CONFIGS = (  # (largest M, config)
     (16, {"block_m": 16, "block_n": 64, "num_warps": 4, "num_stages": 3, "splits": 0}),
     (64, {"block_m": 32, "block_n": 64, "num_warps": 4, "num_stages": 3, "splits": 0}),
@@ -129,8 +135,9 @@ def dequantize_int4(w: PackedInt4, dtype: torch.dtype = torch.float64) -> Tensor
     return weight.to(dtype)
 
 
-def choose_kernel(m: int) -> str:
-    return "gemv" if m <= GEMV_MAX_M else "mma"
+def choose_kernel(m: int, n: int = 0) -> str:
+    """The kernel `auto` runs for m rows of x and n output features (the GEMV reads containers in pairs: even n)."""
+    return "gemv" if m <= GEMV_MAX_M and n % 2 == 0 else "mma"
 
 
 def auto_splits(tiles: int, blocks: int, sms: int = H100_SMS) -> int:
@@ -176,7 +183,8 @@ def int4_matmul(x: Tensor, w: PackedInt4, kernel: str = "auto", **config: int) -
     """x [..., K] (bf16 or fp16) @ dequant(w)^T -> [..., N] in x's dtype, float32 accumulation.
 
     kernel: "auto" (choose_kernel by the rows of x), "mma" or "gemv". `config` overrides that kernel's
-    defaults: block_n, num_warps, num_stages, splits (0 = auto_splits), and block_m (mma) or prefetch (gemv)."""
+    defaults: block_n, num_warps, num_stages, splits (0 = auto_splits), and block_m (mma) or prefetch (gemv: K-blocks
+    loaded ahead into registers, 0..3). The gemv kernel needs an even N (it reads containers in pairs)."""
     if x.shape[-1] != w.in_features:
         raise ValueError(f"x has K = {x.shape[-1]}, the weight has {w.in_features} input features")
     if x.dtype not in ACTIVATION_DTYPES:
@@ -189,14 +197,18 @@ def int4_matmul(x: Tensor, w: PackedInt4, kernel: str = "auto", **config: int) -
         x2 = x2.contiguous()
     m, n = x2.shape[0], w.out_features
     if kernel == "auto":
-        kernel = choose_kernel(m)
+        kernel = choose_kernel(m, n)
     if kernel not in ("mma", "gemv"):
         raise ValueError(f"kernel must be 'auto', 'mma' or 'gemv', got {kernel!r}")
+    if kernel == "gemv" and n % 2:
+        raise ValueError(f"the gemv kernel reads containers in pairs and needs an even N; got N = {n} (use 'mma')")
     cfg = default_config(kernel, m)
     unknown = set(config) - set(cfg)
     if unknown:
         raise ValueError(f"unknown {kernel} config {sorted(unknown)}; allowed: {sorted(cfg)}")
     cfg.update(config)
+    if kernel == "gemv" and int(cfg["prefetch"]) not in (0, 1, 2, 3):
+        raise ValueError(f"gemv prefetch must be 0..3 K-blocks ahead, got {cfg['prefetch']!r}")
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m and n:
         _launch(kernel, x2, w, out, cfg)
@@ -225,14 +237,24 @@ def _launch(kernel: str, x: Tensor, w: PackedInt4, out: Tensor, cfg: dict) -> No
     locks = _locks(x.device, plan["m_tiles"] * n_tiles) if splits > 1 else w.scale
     zero = w.zero if w.zero is not None else w.scale  # an unused pointer argument still needs a tensor
     group_size = min(w.group_size, plan["blocks"] * BLOCK_K)  # one group per row: every k falls in group 0
-    common = (x, w.qweight, w.scale, zero, out, ws, locks, m, n, k, group_size, plan["blocks"], plan["per_split"],
-              splits, n_tiles, x.stride(0), w.qweight.stride(0), w.scale.stride(0), zero.stride(0), out.stride(0),
-              ws.stride(0) if splits > 1 else 0, ws.stride(1) if splits > 1 else 0)
-    flags = {"SYMMETRIC": w.symmetric, "SLICE_SCALES": w.group_size < BLOCK_K, "SPLIT": splits > 1,
-             "INTERPRETED": x.device.type == "cpu", "num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]}
+    strides = (w.scale.stride(0), zero.stride(0), out.stride(0), ws.stride(0) if splits > 1 else 0,
+               ws.stride(1) if splits > 1 else 0)
     if kernel == "gemv":
-        kernels.int4_gemv_kernel[(m, n_tiles, splits)](*common, BLOCK_N=cfg["block_n"],
-                                                        PREFETCH=bool(cfg["prefetch"]), **flags)
+        from reference_impls.kernels.quant import triton_int4_gemv as gemv
+
+        words = w.qweight.view(torch.int32)  # two neighbouring int16 containers per word (N even)
+        gemv.int4_gemv_kernel[(n_tiles, splits, m)](
+            x, words, w.scale, zero, out, ws, locks, m, n, k, plan["blocks"], plan["per_split"], splits, n_tiles,
+            x.stride(0), words.stride(0), *strides, BLOCK_N=cfg["block_n"],
+            GROUP_SIZE=0 if group_size >= k else group_size,
+            SYMMETRIC=w.symmetric, SPLIT=splits > 1, PREFETCH=int(cfg["prefetch"]), EVEN_N=n % cfg["block_n"] == 0,
+            EVEN_K=k % BLOCK_K == 0, INTERPRETED=x.device.type == "cpu", num_warps=cfg["num_warps"],
+            num_stages=cfg["num_stages"])
     else:
         kernels.int4_mma_kernel[(n_tiles, plan["m_tiles"], splits)](
-            *common, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], FP16=x.dtype == torch.float16, **flags)
+            x, w.qweight, w.scale, zero, out, ws, locks, m, n, k, plan["blocks"], plan["per_split"], splits, n_tiles,
+            x.stride(0), w.qweight.stride(0), *strides, BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"],
+            GROUP_SIZE=0 if group_size >= k else group_size, SYMMETRIC=w.symmetric,
+            SLICE_SCALES=w.group_size < BLOCK_K, SPLIT=splits > 1, FP16=x.dtype == torch.float16,
+            EVEN_N=n % cfg["block_n"] == 0, EVEN_K=k % BLOCK_K == 0, INTERPRETED=x.device.type == "cpu",
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])

@@ -1,8 +1,9 @@
-"""The Triton kernels behind triton_int4.py (import that module, not this one).
+"""The tensor-core Triton kernel behind triton_int4.py and the helpers it shares with the GEMV
+(triton_int4_gemv.py); import triton_int4, not this module.
 
 Kept apart so that importing triton_int4 needs no triton: this module is imported on the first launch, and
 Triton reads TRITON_INTERPRET when these functions are decorated, i.e. then. Layout and math: triton_int4.py.
-Both kernels walk K in blocks of 128: 32 rows of int16 containers, nibble j of row r holding k = 128b + 32j + r,
+The kernels walk K in blocks of 128: 32 rows of int16 containers, nibble j of row r holding k = 128b + 32j + r,
 so nibble plane j is a plain [32, BLOCK_N] tile of the weight (no reshape, no gather).
 """
 
@@ -68,49 +69,24 @@ def minus_zero(q, negz, FP16: tl.constexpr, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
-def scale_and_negzero(s_ptr, z_ptr, k0, K, group_size, n, n_ok, stride_sg, stride_zg, OFFSET: tl.constexpr,
-                      SYMMETRIC: tl.constexpr, FP16: tl.constexpr):
-    """Scale s [N] (float32) of the group holding k0 (0 for k0 >= K, the padding) and -(OFFSET + zero point) as
-    a 16-bit float [N] (zero point 8 when symmetric), to subtract from OFFSET + code."""
-    group = k0 // group_size
+def scale_and_negzero(s_ptr, z_ptr, k0, K, n, n_ok, stride_sg, stride_zg, OFFSET: tl.constexpr,
+                      GROUP_SIZE: tl.constexpr, SYMMETRIC: tl.constexpr, EVEN: tl.constexpr):
+    """Scale s [N] (float32) of the group holding k0 (0 for k0 >= K, the padding) and -(OFFSET + zero point)
+    [N] (float32; zero point 8 when symmetric). GROUP_SIZE is a compile-time constant (0: one group per row), so
+    the group index is a shift, not a division; EVEN: no masks (N a multiple of BLOCK_N, K of 128)."""
+    group = 0 if GROUP_SIZE == 0 else k0 // GROUP_SIZE
     ok = n_ok & (k0 < K)
-    s = tl.load(s_ptr + group * stride_sg + n, mask=ok, other=0.0).to(tl.float32)
+    if EVEN:
+        s = tl.load(s_ptr + group * stride_sg + n).to(tl.float32)
+    else:
+        s = tl.load(s_ptr + group * stride_sg + n, mask=ok, other=0.0).to(tl.float32)
     if SYMMETRIC:
         negz = tl.full(n.shape, -(OFFSET + 8.0), tl.float32)
+    elif EVEN:
+        negz = -(tl.load(z_ptr + group * stride_zg + n).to(tl.float32) + OFFSET)
     else:
         negz = -(tl.load(z_ptr + group * stride_zg + n, mask=ok, other=0).to(tl.float32) + OFFSET)
-    return s, negz.to(tl.float16 if FP16 else tl.bfloat16)
-
-
-@triton.jit
-def nibble_plus_128(h32, J: tl.constexpr):
-    """128 + nibble J of each container (sign-extended to int32) as float32, with no int-to-float conversion:
-    the nibble is moved to bits 16..19 and OR-ed into 0x43000000 (128.0, whose mantissa bit 16 weighs 1.0)."""
-    return (((h32 << (16 - 4 * J)) & 0xF0000) | 0x43000000).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def load_containers(qw_ptr, block, n, n_ok, stride_qk, live):
-    """The 32 int16 rows of K-block `block` for columns n ([32, BLOCK_N]), 0 past N or where `live` is false."""
-    rows = block * ROWS + tl.arange(0, ROWS)
-    return tl.load(qw_ptr + rows[:, None].to(tl.int64) * stride_qk + n[None, :], mask=live & n_ok[None, :],
-                   other=0)
-
-
-@triton.jit
-def group_terms(s_ptr, z_ptr, k0, K, group_size, n, n_ok, stride_sg, stride_zg, OFFSET: tl.constexpr,
-                SYMMETRIC: tl.constexpr):
-    """Scale s [N] (float32) of the group holding k0, and s * (OFFSET + zero point): the correction that turns
-    a sum of x * (OFFSET + code) into s * sum of x * (code - zero). Symmetric codes are stored + 8. Both are 0
-    for k0 >= K (a slice of the padding, which has no group)."""
-    group = k0 // group_size
-    ok = n_ok & (k0 < K)
-    s = tl.load(s_ptr + group * stride_sg + n, mask=ok, other=0.0).to(tl.float32)
-    if SYMMETRIC:
-        zc = s * (OFFSET + 8.0)
-    else:
-        zc = s * (tl.load(z_ptr + group * stride_zg + n, mask=ok, other=0).to(tl.float32) + OFFSET)
-    return s, zc
+    return s, negz
 
 
 @triton.jit
@@ -148,142 +124,113 @@ def store_or_reduce(acc, out_ptr, ws_ptr, lock_ptr, rows, cols, M, N, stride_om,
 
 
 @triton.jit
-def gemv_block(acc, h, block, last, x_row, qw_ptr, s_ptr, z_ptr, n, n_ok, K, group_size, stride_qk, stride_sg,
-               stride_zg, SYMMETRIC: tl.constexpr, SLICE_SCALES: tl.constexpr, PREFETCH: tl.constexpr):
-    """Fold K-block `block` into acc [32, BLOCK_N] on CUDA cores: per weight a shift, an and-or and an FMA.
-    SLICE_SCALES (groups of 32 or 64): each 32-k slice has its own scale; else one per block. With PREFETCH,
-    `h` holds this block's containers on entry and the next block's on return."""
-    if PREFETCH:
-        upcoming = load_containers(qw_ptr, block + 1, n, n_ok, stride_qk, block + 1 < last)
-    else:
-        h = load_containers(qw_ptr, block, n, n_ok, stride_qk, block < last)
-    h32 = h.to(tl.int32)
-    r = tl.arange(0, ROWS)
-    part = tl.zeros(acc.shape, tl.float32)
-    x_sum = tl.zeros([ROWS], tl.float32)
-    for j in tl.static_range(4):
-        k = block * 128 + j * ROWS + r
-        xj = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
-        if SLICE_SCALES:
-            s, zc = group_terms(s_ptr, z_ptr, block * 128 + j * ROWS, K, group_size, n, n_ok, stride_sg, stride_zg,
-                                128.0, SYMMETRIC)
-            acc += s[None, :] * (xj[:, None] * nibble_plus_128(h32, j)) - zc[None, :] * xj[:, None]
-        else:
-            part += xj[:, None] * nibble_plus_128(h32, j)
-            x_sum += xj
-    if not SLICE_SCALES:
-        s, zc = group_terms(s_ptr, z_ptr, block * 128, K, group_size, n, n_ok, stride_sg, stride_zg, 128.0, SYMMETRIC)
-        acc += s[None, :] * part - zc[None, :] * x_sum[:, None]
-    if PREFETCH:
-        h = upcoming
-    return acc, h
-
-
-@triton.jit
-def int4_gemv_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, ws_ptr, lock_ptr, M, N, K, group_size, blocks,
-                     blocks_per_split, num_splits, n_tiles, stride_xm, stride_qk, stride_sg, stride_zg, stride_om,
-                     stride_ws, stride_wm, BLOCK_N: tl.constexpr, SYMMETRIC: tl.constexpr,
-                     SLICE_SCALES: tl.constexpr, SPLIT: tl.constexpr, PREFETCH: tl.constexpr,
-                     INTERPRETED: tl.constexpr):
-    """Grid (M, N tiles, splits): one activation row against BLOCK_N columns over one split of K, on CUDA
-    cores, accumulating [32, BLOCK_N] partial sums with no cross-thread reduction until the end."""
-    m, pid_n, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = n < N
-    first = split * blocks_per_split
-    last = tl.minimum(first + blocks_per_split, blocks)
-    x_row = x_ptr + m.to(tl.int64) * stride_xm
-    acc = tl.zeros([ROWS, BLOCK_N], tl.float32)
-    h = load_containers(qw_ptr, first, n, n_ok, stride_qk, first < last)
-    if INTERPRETED:  # Triton 3.6's interpreter cannot take a run-time `range` bound under NumPy >= 2.4
-        block = first
-        while block < last:
-            acc, h = gemv_block(acc, h, block, last, x_row, qw_ptr, s_ptr, z_ptr, n, n_ok, K, group_size, stride_qk,
-                                stride_sg, stride_zg, SYMMETRIC, SLICE_SCALES, PREFETCH)
-            block += 1
-    else:
-        for block in range(first, last):
-            acc, h = gemv_block(acc, h, block, last, x_row, qw_ptr, s_ptr, z_ptr, n, n_ok, K, group_size, stride_qk,
-                                stride_sg, stride_zg, SYMMETRIC, SLICE_SCALES, PREFETCH)
-    y = tl.sum(acc, axis=0)
-    store_or_reduce(y[None, :], out_ptr, ws_ptr, lock_ptr, m + tl.arange(0, 1), n, M, N, stride_om, stride_ws,
-                    stride_wm, split, num_splits, m * n_tiles + pid_n, SPLIT)
-
-
-@triton.jit
-def mma_slice(acc, d, q, negz, s, x_ptr, m, m_ok, k0, K, stride_xm, FP16: tl.constexpr, SLICE_SCALES: tl.constexpr,
-              INTERPRETED: tl.constexpr):
-    """One 32-k slice on tensor cores: d += x[:, k0:k0+32] @ (q - z), exact 16-bit operands, float32 sums.
-    SLICE_SCALES: acc += s * d at once (the slice is its own group) and d restarts."""
+def mma_slice(acc, d, dx, q, negz, s, x_rows, k0, K, FP16: tl.constexpr, SLICE_SCALES: tl.constexpr,
+              ZERO_BY_SUM: tl.constexpr, EVEN_K: tl.constexpr, INTERPRETED: tl.constexpr):
+    """One 32-k slice on tensor cores, float32 sums of exact 16-bit products. Groups of >= 128: d += x @ (OFFSET
+    + q) and dx += x @ 1 (the sum of x, in every column), so the zero point is subtracted once per block from
+    the float32 sums, not per weight (ZERO_BY_SUM; else d += x @ (q - z), one packed fma per two weights).
+    SLICE_SCALES (groups of 32 or 64): acc += s * (x @ (q - z)) at once. x_rows: [BLOCK_M, 1] row pointers
+    (rows past M repeat row M - 1: no mask needed)."""
     k = k0 + tl.arange(0, ROWS)
-    a = tl.load(x_ptr + m[:, None].to(tl.int64) * stride_xm + k[None, :], mask=m_ok[:, None] & (k < K)[None, :],
-                other=0.0)
-    w = minus_zero(q, negz[None, :], FP16, INTERPRETED)
-    d = tl.dot(mma_operand(a, INTERPRETED), mma_operand(w, INTERPRETED), d)
+    if EVEN_K:
+        a = tl.load(x_rows + k[None, :])
+    else:
+        a = tl.load(x_rows + k[None, :], mask=(k < K)[None, :], other=0.0)
+    a = mma_operand(a, INTERPRETED)
     if SLICE_SCALES:
-        acc += s[None, :] * d
-        d = tl.zeros_like(d)
-    return acc, d
+        w = minus_zero(q, negz[None, :].to(q.dtype), FP16, INTERPRETED)
+        acc += s[None, :] * tl.dot(a, mma_operand(w, INTERPRETED), tl.zeros_like(acc))
+    elif not ZERO_BY_SUM:
+        w = minus_zero(q, negz[None, :].to(q.dtype), FP16, INTERPRETED)
+        d = tl.dot(a, mma_operand(w, INTERPRETED), d)
+    else:
+        d = tl.dot(a, mma_operand(q, INTERPRETED), d)
+        if INTERPRETED:  # the interpreter has no bfloat16 constants (and multiplies in float32 anyway)
+            dx = tl.dot(a, tl.full(q.shape, 1.0, tl.float32), dx)
+        else:
+            dx = tl.dot(a, tl.full(q.shape, 1.0, q.dtype), dx)
+    return acc, d, dx
 
 
 @triton.jit
-def mma_block(acc, block, x_ptr, qw_ptr, s_ptr, z_ptr, m, m_ok, n, n_ok, K, group_size, stride_xm, stride_qk,
-              stride_sg, stride_zg, SYMMETRIC: tl.constexpr, SLICE_SCALES: tl.constexpr, FP16: tl.constexpr,
-              INTERPRETED: tl.constexpr):
-    """acc [BLOCK_M, BLOCK_N] += s * (x @ (q - z)) over K-block `block`: its 4 nibble planes dequantized to
-    [32, BLOCK_N] tiles of q - z (exact in 16 bits) and multiplied with tl.dot; the scale is applied to the
-    float32 product once per group."""
+def mma_block(acc, h, block, x_rows, s_ptr, z_ptr, n, n_ok, K, stride_sg, stride_zg, GROUP_SIZE: tl.constexpr,
+              SYMMETRIC: tl.constexpr, SLICE_SCALES: tl.constexpr, ZERO_BY_SUM: tl.constexpr, FP16: tl.constexpr,
+              EVEN_N: tl.constexpr, EVEN_K: tl.constexpr, INTERPRETED: tl.constexpr):
+    """acc [BLOCK_M, BLOCK_N] += s * (x @ (q - z)) over K-block `block`, whose containers are h [32, BLOCK_N]:
+    4 nibble planes of OFFSET + q (exact in 16 bits) multiplied with tl.dot; the zero point and the scale are
+    applied to the float32 sums once per group (ZERO_BY_SUM: the zero point too; else per weight). (Independent
+    accumulators per slice, to shorten the mma chain, measured no faster on an H100.)"""
     offset: tl.constexpr = 1024.0 if FP16 else 128.0
-    h = load_containers(qw_ptr, block, n, n_ok, stride_qk, True)
+    even: tl.constexpr = EVEN_N and EVEN_K
     q0, q1, q2, q3 = planes_as_half(h, FP16, INTERPRETED)
     d = tl.zeros_like(acc)
+    dx = tl.zeros_like(acc)
     k0 = block * 128
-    s, negz = scale_and_negzero(s_ptr, z_ptr, k0, K, group_size, n, n_ok, stride_sg, stride_zg, offset, SYMMETRIC,
-                                FP16)
-    acc, d = mma_slice(acc, d, q0, negz, s, x_ptr, m, m_ok, k0, K, stride_xm, FP16, SLICE_SCALES, INTERPRETED)
+    s, negz = scale_and_negzero(s_ptr, z_ptr, k0, K, n, n_ok, stride_sg, stride_zg, offset, GROUP_SIZE, SYMMETRIC,
+                                even)
+    acc, d, dx = mma_slice(acc, d, dx, q0, negz, s, x_rows, k0, K, FP16, SLICE_SCALES, ZERO_BY_SUM, EVEN_K,
+                           INTERPRETED)
     if SLICE_SCALES:
-        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + ROWS, K, group_size, n, n_ok, stride_sg, stride_zg, offset,
-                                    SYMMETRIC, FP16)
-    acc, d = mma_slice(acc, d, q1, negz, s, x_ptr, m, m_ok, k0 + ROWS, K, stride_xm, FP16, SLICE_SCALES,
-                       INTERPRETED)
+        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + ROWS, K, n, n_ok, stride_sg, stride_zg, offset, GROUP_SIZE,
+                                    SYMMETRIC, even)
+    acc, d, dx = mma_slice(acc, d, dx, q1, negz, s, x_rows, k0 + ROWS, K, FP16, SLICE_SCALES, ZERO_BY_SUM,
+                           EVEN_K, INTERPRETED)
     if SLICE_SCALES:
-        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + 2 * ROWS, K, group_size, n, n_ok, stride_sg, stride_zg,
-                                    offset, SYMMETRIC, FP16)
-    acc, d = mma_slice(acc, d, q2, negz, s, x_ptr, m, m_ok, k0 + 2 * ROWS, K, stride_xm, FP16, SLICE_SCALES,
-                       INTERPRETED)
+        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + 2 * ROWS, K, n, n_ok, stride_sg, stride_zg, offset,
+                                    GROUP_SIZE, SYMMETRIC, even)
+    acc, d, dx = mma_slice(acc, d, dx, q2, negz, s, x_rows, k0 + 2 * ROWS, K, FP16, SLICE_SCALES, ZERO_BY_SUM,
+                           EVEN_K, INTERPRETED)
     if SLICE_SCALES:
-        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + 3 * ROWS, K, group_size, n, n_ok, stride_sg, stride_zg,
-                                    offset, SYMMETRIC, FP16)
-    acc, d = mma_slice(acc, d, q3, negz, s, x_ptr, m, m_ok, k0 + 3 * ROWS, K, stride_xm, FP16, SLICE_SCALES,
-                       INTERPRETED)
-    if not SLICE_SCALES:
+        s, negz = scale_and_negzero(s_ptr, z_ptr, k0 + 3 * ROWS, K, n, n_ok, stride_sg, stride_zg, offset,
+                                    GROUP_SIZE, SYMMETRIC, even)
+    acc, d, dx = mma_slice(acc, d, dx, q3, negz, s, x_rows, k0 + 3 * ROWS, K, FP16, SLICE_SCALES, ZERO_BY_SUM,
+                           EVEN_K, INTERPRETED)
+    if ZERO_BY_SUM and not SLICE_SCALES:
+        acc += s[None, :] * tl.fma(negz[None, :], dx, d)
+    elif not SLICE_SCALES:
         acc += s[None, :] * d
     return acc
 
 
 @triton.jit
-def int4_mma_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, ws_ptr, lock_ptr, M, N, K, group_size, blocks,
-                    blocks_per_split, num_splits, n_tiles, stride_xm, stride_qk, stride_sg, stride_zg, stride_om,
-                    stride_ws, stride_wm, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SYMMETRIC: tl.constexpr,
-                    SLICE_SCALES: tl.constexpr, SPLIT: tl.constexpr, FP16: tl.constexpr,
-                    INTERPRETED: tl.constexpr):
-    """Grid (N tiles, M tiles, splits): a [BLOCK_M, BLOCK_N] output tile on tensor cores over one split of K."""
+def load_block(qw_ptr, block, n, n_ok, stride_qk, EVEN_N: tl.constexpr):
+    """The 32 int16 container rows of K-block `block` for columns n ([32, BLOCK_N]; 0 past N)."""
+    rows = block * ROWS + tl.arange(0, ROWS)
+    ptrs = qw_ptr + rows[:, None].to(tl.int64) * stride_qk + n[None, :]
+    if EVEN_N:
+        return tl.load(ptrs)
+    return tl.load(ptrs, mask=n_ok[None, :], other=0)
+
+
+@triton.jit
+def int4_mma_kernel(x_ptr, qw_ptr, s_ptr, z_ptr, out_ptr, ws_ptr, lock_ptr, M, N, K, blocks, blocks_per_split,
+                    num_splits, n_tiles, stride_xm, stride_qk, stride_sg, stride_zg, stride_om, stride_ws, stride_wm,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_SIZE: tl.constexpr, SYMMETRIC: tl.constexpr,
+                    SLICE_SCALES: tl.constexpr, SPLIT: tl.constexpr, FP16: tl.constexpr, EVEN_N: tl.constexpr,
+                    EVEN_K: tl.constexpr, INTERPRETED: tl.constexpr):
+    """Grid (N tiles, M tiles, splits): a [BLOCK_M, BLOCK_N] output tile on tensor cores over one split of K.
+    GROUP_SIZE: 32, 64, a multiple of 128, or 0 (one group per row); EVEN_N / EVEN_K: no column / k masks.
+    The zero point comes off sum(x) (a second, cheap dot) only at BLOCK_M <= 16: at BLOCK_M = 32 that dot
+    costs more than the per-weight subtraction it saves (H100: 14336 x 4096 at M = 64, 47 vs 37 us)."""
     pid_n, pid_m, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_ok, n_ok = m < M, n < N
+    n_ok = n < N
     first = split * blocks_per_split
     last = tl.minimum(first + blocks_per_split, blocks)
+    x_rows = x_ptr + tl.minimum(m, M - 1)[:, None].to(tl.int64) * stride_xm
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    if INTERPRETED:  # see int4_gemv_kernel
+    if INTERPRETED:  # Triton 3.6's interpreter cannot take a run-time `range` bound under NumPy >= 2.4
         block = first
         while block < last:
-            acc = mma_block(acc, block, x_ptr, qw_ptr, s_ptr, z_ptr, m, m_ok, n, n_ok, K, group_size, stride_xm,
-                            stride_qk, stride_sg, stride_zg, SYMMETRIC, SLICE_SCALES, FP16, INTERPRETED)
+            h = load_block(qw_ptr, block, n, n_ok, stride_qk, EVEN_N)
+            acc = mma_block(acc, h, block, x_rows, s_ptr, z_ptr, n, n_ok, K, stride_sg, stride_zg, GROUP_SIZE,
+                            SYMMETRIC, SLICE_SCALES, BLOCK_M <= 16, FP16, EVEN_N, EVEN_K, INTERPRETED)
             block += 1
     else:
         for block in range(first, last):
-            acc = mma_block(acc, block, x_ptr, qw_ptr, s_ptr, z_ptr, m, m_ok, n, n_ok, K, group_size, stride_xm,
-                            stride_qk, stride_sg, stride_zg, SYMMETRIC, SLICE_SCALES, FP16, INTERPRETED)
+            h = load_block(qw_ptr, block, n, n_ok, stride_qk, EVEN_N)
+            acc = mma_block(acc, h, block, x_rows, s_ptr, z_ptr, n, n_ok, K, stride_sg, stride_zg, GROUP_SIZE,
+                            SYMMETRIC, SLICE_SCALES, BLOCK_M <= 16, FP16, EVEN_N, EVEN_K, INTERPRETED)
     store_or_reduce(acc, out_ptr, ws_ptr, lock_ptr, m, n, M, N, stride_om, stride_ws, stride_wm, split, num_splits,
                     pid_m * n_tiles + pid_n, SPLIT)
