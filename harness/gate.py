@@ -8,6 +8,7 @@ run folder (gate.md, beside gate.json) and wherever --summary points, e.g. $GITH
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ def run_gate(request: GateRequest, runner: SuiteRunner = plain_runner, echo=prin
     remeasure = None
     if request.against:
         from harness.interleave import run_interleaved
+
+        config = dataclasses.replace(config, timing_basis=config.interleaved_timing_basis)
 
         base_folder, run_folder = run_interleaved(request.suite, request.against, request.out, request.plugins,
                                                   request.patterns, request.calibrate, request.repo, runner, echo)

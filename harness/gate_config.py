@@ -58,6 +58,9 @@ DEFAULT_RULES = {"sampled": Rule(min_effect=0.10), "single": Rule(min_effect=0.2
 class GateConfig:
     alpha: float = 0.01
     timing_basis: str = "both"
+    # --against: both sides run in the same minutes, so raw times are already paired; each side's own
+    # calibration (measured minutes apart, ×0.55-1.8 apart on this VM) would only add noise to them
+    interleaved_timing_basis: str = "raw"
     resamples: int = 2000
     seed: int = 0
     min_samples: int = 5
@@ -78,7 +81,8 @@ class GateConfig:
         return Rule(**merged)
 
     def to_json(self) -> dict:
-        return {"alpha": self.alpha, "timing_basis": self.timing_basis, "resamples": self.resamples,
+        return {"alpha": self.alpha, "timing_basis": self.timing_basis,
+                "interleaved_timing_basis": self.interleaved_timing_basis, "resamples": self.resamples,
                 "seed": self.seed, "min_samples": self.min_samples, "confirm_runs": self.confirm_runs,
                 "baseline_runs": self.baseline_runs, "noise_z": self.noise_z, "noise_min_runs": self.noise_min_runs,
                 "defaults": self.defaults,
@@ -113,15 +117,17 @@ def parse_config(data: Any, where: str = "gate config") -> GateConfig:
     """Validate a gate config mapping; every error names the file, the key and what is allowed."""
     if not isinstance(data, dict):
         raise GateConfigError(f"{where}: a gate config is a mapping (alpha, timing_basis, defaults, metrics, ...)")
-    allowed = {"alpha", "timing_basis", "bootstrap", "min_samples", "confirm_runs", "defaults", "metrics",
-               "workloads", "baseline_runs", "noise_z", "noise_min_runs"}
+    allowed = {"alpha", "timing_basis", "interleaved_timing_basis", "bootstrap", "min_samples", "confirm_runs",
+               "defaults", "metrics", "workloads", "baseline_runs", "noise_z", "noise_min_runs"}
     _keys(where, "top level", data, allowed)
     alpha = _number(where, "alpha", data.get("alpha", 0.01))
     if not 0.0 < alpha < 1.0:
         raise GateConfigError(f"{where}: alpha: must be in (0, 1), got {alpha}")
     basis = data.get("timing_basis", "both")
-    if basis not in TIMING_BASES:
-        raise GateConfigError(f"{where}: timing_basis: {basis!r} is not allowed; allowed: {', '.join(TIMING_BASES)}")
+    interleaved = data.get("interleaved_timing_basis", "raw")
+    for key, value in (("timing_basis", basis), ("interleaved_timing_basis", interleaved)):
+        if value not in TIMING_BASES:
+            raise GateConfigError(f"{where}: {key}: {value!r} is not allowed; allowed: {', '.join(TIMING_BASES)}")
     bootstrap = data.get("bootstrap") or {}
     if not isinstance(bootstrap, dict):
         raise GateConfigError(f"{where}: bootstrap: expected a mapping with resamples and seed")
@@ -144,7 +150,8 @@ def parse_config(data: Any, where: str = "gate config") -> GateConfig:
     metrics = _mapping(where, "metrics", data.get("metrics"))
     workloads = _mapping(where, "workloads", data.get("workloads"))
     return GateConfig(
-        alpha=alpha, timing_basis=basis, resamples=resamples, seed=seed, min_samples=min_samples,
+        alpha=alpha, timing_basis=basis, interleaved_timing_basis=interleaved, resamples=resamples, seed=seed,
+        min_samples=min_samples,
         confirm_runs=confirm_runs, baseline_runs=baseline_runs, noise_z=noise_z,
         noise_min_runs=noise_min_runs,
         defaults={kind: _rule(where, f"defaults.{kind}", value) for kind, value in defaults.items()},

@@ -205,10 +205,12 @@ def test_shipped_gate_config_loads():
     config = load_config()
     assert config.path and config.path.endswith("gate.yaml")
     assert 0 < config.alpha < 0.1 and config.timing_basis in ("raw", "normalized", "both")
+    assert config.interleaved_timing_basis == "raw" and parse_config({}).interleaved_timing_basis == "raw"
 
 
 @pytest.mark.parametrize("data, fragment", [({"alpha": 2}, "alpha: must be in (0, 1)"),
                                              ({"timing_basis": "median"}, "allowed: raw, normalized, both"),
+                                             ({"interleaved_timing_basis": "both!"}, "interleaved_timing_basis"),
                                              ({"metrics": {"latency_s": {"min_efect": 0.1}}}, "unknown key"),
                                              ({"defaults": {"timing": {}}}, "allowed: deterministic"),
                                              ({"metrics": {"latency_s": {"min_effect": -1}}}, "must be >= 0")])

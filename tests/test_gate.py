@@ -175,7 +175,7 @@ def test_against_runs_the_revision_and_this_tree_in_alternation(tmp_path, monkey
     suite_file.write_text(SUITE.split("  - workload: counted_copy")[0])
     monkeypatch.setenv("PYTHONPATH", str(PLUGINS))  # the revision's run imports the suite's test plugin too
     config = tmp_path / "gate.yaml"
-    config.write_text("defaults: {sampled: {min_effect: 100.0}, single: {min_effect: 100.0}}\n")
+    config.write_text("timing_basis: both\ndefaults: {sampled: {min_effect: 100.0}, single: {min_effect: 100.0}}\n")
     lines: list[str] = []
     outcome = run_gate(GateRequest(str(suite_file), against="HEAD", repo=repo, out=tmp_path / "ab", config=config,
                                    calibrate=False), echo=lines.append)
@@ -183,6 +183,7 @@ def test_against_runs_the_revision_and_this_tree_in_alternation(tmp_path, monkey
     assert [c.case for c in outcome.comparison.cases] == [SLOW_CASE]
     assert outcome.comparison.base["commit"] == commit  # the base side really ran the revision's checkout
     assert outcome.summary.startswith("## membench gate vs HEAD: PASS")
+    assert outcome.comparison.config.timing_basis == "raw"  # paired in time: each side's calibration is not used
     assert lines[-1].startswith("  1/1 AB ") and _git(repo, "worktree", "list").count("\n") == 0
 
 
