@@ -9,6 +9,8 @@ Item id = dia_id in both indexes. Bytes in memory: both indexes, with the held t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reference_impls.agents.bm25_store import BM25Store
 from reference_impls.agents.dense import DenseStore
 from reference_impls.agents.embedders import Embedder
@@ -45,10 +47,10 @@ class HybridStore(MemoryStore):
         return [Hit(key, hit_text(self._turns[key]), (key,), score) for key, score in best]
 
     def update(self, item_id: str, text: str) -> None:
-        self._get(item_id)
+        old = self._get(item_id)
         self._lexical.update(item_id, text)
         self._dense.update(item_id, text)
-        self._turns[item_id] = self._dense._get(item_id)
+        self._turns[item_id] = replace(old, text=text)
 
     def delete(self, item_id: str) -> None:
         self._get(item_id)

@@ -102,15 +102,13 @@ def store_query(serving: Serving, m: Measured) -> tuple[float, float]:
     return s + a_s + m.search_s + serving.turns_per_query * m.write_s, j + a_j
 
 
-def weights_fit(serving: Serving) -> bool:
-    dev = get_device(serving.device)
-    return free_bytes(load_config(serving.config), precision(serving.weights),
-                      dev.tier(dev.main_tier).capacity_bytes.value) > 0
-
-
 def fit_limit_tokens(serving: Serving) -> float:
     """Context tokens whose KV fits beside the weights in main memory (0 when the weights alone do not fit)."""
     dev = get_device(serving.device)
     config, prec = load_config(serving.config), precision(serving.weights)
     free = free_bytes(config, prec, dev.tier(dev.main_tier).capacity_bytes.value)
     return max(0.0, free / kv_bytes_per_token(config, prec))
+
+
+def weights_fit(serving: Serving) -> bool:
+    return fit_limit_tokens(serving) > 0
