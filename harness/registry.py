@@ -49,6 +49,15 @@ class Workload:
     primary_metric: str = "latency_s"
     chart_metrics: tuple[str, ...] = ()  # panels of the report's scaling chart (default: primary, peak memory)
     chart_caption: str = ""  # what to look for in that chart (default: the report's generic caption)
+    distributed: bool = False  # True: every call runs inside a torch.distributed group, one process per rank
+
+    def ranks(self, params: dict) -> int:
+        """Processes (torch.distributed world size) one case spans: its `ranks` param for a distributed workload.
+
+        The harness launches that many rank processes (torchrun's environment variables, gloo on CPU, NCCL on
+        CUDA with one GPU per rank); each calls inputs/impl/reference/check for its own shard, in lockstep.
+        """
+        return int(params.get("ranks", 1)) if self.distributed else 1
 
     def inputs(self, params: dict, device: str, seed: int) -> Any:
         raise NotImplementedError

@@ -1,13 +1,14 @@
-"""Drive a suite: order cases, skip finished ones, run each (isolated or inline), append its record."""
+"""Drive a suite: order cases, skip finished ones, hand each to an executor, append its record as it returns."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from harness import environment
 from harness.case import Case, Record
@@ -77,16 +78,62 @@ def open_store(suite: Suite, out: Path | None, resume: bool, root: Path = RESULT
     return RunStore.create(folder, manifest)
 
 
+class Executor(Protocol):
+    """How a CaseSpec becomes a Record; the runner's loop (order, baselines, store, callbacks) is shared.
+
+    The loop submits a case only when `has_room(case)`, then calls `next_record()`, which blocks until one
+    submitted case has finished and returns its record. `describe()` goes into the manifest.
+    """
+
+    def describe(self) -> dict: ...
+
+    def has_room(self, case: Case) -> bool: ...
+
+    def submit(self, spec: CaseSpec) -> None: ...
+
+    def next_record(self) -> Record: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """One case at a time in this process's own worker (or inline): the default, and what timings assume."""
+
+    def __init__(self) -> None:
+        self._queue: deque[CaseSpec] = deque()
+
+    def describe(self) -> dict:
+        return {"kind": "local"}
+
+    def has_room(self, case: Case) -> bool:
+        return not self._queue
+
+    def submit(self, spec: CaseSpec) -> None:
+        self._queue.append(spec)
+
+    def next_record(self) -> Record:
+        return execute(self._queue.popleft())
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
 def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
               on_start: Callable[[Case], None] | None = None,
               on_record: Callable[[Record], None] | None = None,
-              calibrations: dict[str, dict] | None = None) -> RunResult:
-    """Run every selected case not yet in the store; each finished case is appended before the next starts.
+              calibrations: dict[str, dict] | None = None,
+              executor: Executor | None = None) -> RunResult:
+    """Run every selected case not yet in the store; each record is appended the moment it comes back.
 
-    `calibrations` (device -> profile) go into the manifest once; a resumed run keeps its first ones.
+    A group's non-baseline cases wait until its baseline's record is back, so they carry its error; with the
+    local executor (one case at a time) that is exactly baseline-first order. The store is the single writer
+    whatever the executor. `calibrations` (device -> profile) go into the manifest once; a resumed run keeps
+    its first ones.
     """
+    executor = executor or LocalExecutor()
     manifest = store.manifest()
     calibrations = manifest.setdefault("calibration", calibrations or {})
+    _note_executor(manifest, executor.describe())
     finished = store.finished()
     cases = baseline_first(select(suite.cases, patterns))
     todo = [c for c in cases if c.id not in finished]
@@ -95,24 +142,50 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
                        for r in finished.values() if _is_ok_baseline(r)}
     idle = _idle_power(manifest, {c.device for c in todo}, suite.settings.energy_window_s)
     store.write_manifest(manifest)
-    for case in todo:
-        if on_start:
-            on_start(case)
-        spec = CaseSpec(manifest["run"], case, suite.settings, suite.plugins,
-                        baseline_error=baseline_errors.get(_group(case.to_json())), idle_power=idle.get(case.device),
-                        calibration=calibrations.get(case.device))
-        record = execute(spec)
-        store.append(record)
-        result.counts[record.status] += 1
-        if _is_ok_baseline(record.to_json()):
-            baseline_errors[_group(case.to_json())] = record.metrics["quality.rel_l2_error"]["value"]
-        if on_record:
-            on_record(record)
+    groups = {c: _group(c.to_json()) for c in todo}
+    awaited = {groups[c] for c in todo if _is_baseline(c)}  # groups whose baseline has no record yet
+    pending, running = list(todo), 0
+    try:
+        while pending or running:
+            for case in list(pending):
+                group = groups[case]
+                if (group in awaited and not _is_baseline(case)) or not executor.has_room(case):
+                    continue
+                pending.remove(case)
+                if on_start:
+                    on_start(case)
+                executor.submit(CaseSpec(manifest["run"], case, suite.settings, suite.plugins,
+                                         baseline_error=baseline_errors.get(group), idle_power=idle.get(case.device),
+                                         calibration=calibrations.get(case.device)))
+                running += 1
+            if not running:
+                raise RuntimeError(f"executor {executor.describe()} has no room for any of {len(pending)} cases")
+            record = executor.next_record()
+            running -= 1
+            store.append(record)
+            result.counts[record.status] += 1
+            if record.impl == getattr(REGISTRY.baseline_of(record.workload), "name", None):
+                awaited.discard(_group(record.to_json()))
+            if _is_ok_baseline(record.to_json()):
+                baseline_errors[_group(record.to_json())] = record.metrics["quality.rel_l2_error"]["value"]
+            if on_record:
+                on_record(record)
+    finally:
+        executor.close()
     manifest = store.manifest()
     manifest["finished_at"] = _now()
     manifest["counts"] = dict(Counter(r["status"] for r in store.records()))
     store.write_manifest(manifest)
     return result
+
+
+def _note_executor(manifest: dict, executor: dict) -> None:
+    """The manifest names the executor of the latest start; a resume under another kind leaves a warning."""
+    previous = manifest.get("executor")
+    if previous and previous.get("kind") != executor.get("kind"):
+        manifest.setdefault("warnings", []).append(
+            f"executor changed between starts: {previous.get('kind')} -> {executor.get('kind')}")
+    manifest["executor"] = executor
 
 
 def devices_to_calibrate(suite: Suite, patterns: Iterable[str] = ()) -> list[str]:
@@ -124,6 +197,11 @@ def devices_to_calibrate(suite: Suite, patterns: Iterable[str] = ()) -> list[str
         if not torch.cuda.is_available():
             devices.remove("cuda")
     return devices
+
+
+def _is_baseline(case: Case) -> bool:
+    baseline = REGISTRY.baseline_of(case.workload)
+    return baseline is not None and case.impl == baseline.name
 
 
 def _is_ok_baseline(record: dict) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,11 @@ class CaseSpec:
 
 
 
-def run_case(spec: CaseSpec) -> Record:
-    """Resolve, check correctness, then measure; any failure becomes a record with a one-line reason."""
+def run_case(spec: CaseSpec, measure: Callable[..., Record] | None = None) -> Record:
+    """Resolve, check correctness, then measure; any failure becomes a record with a one-line reason.
+
+    `measure` replaces the single-process measurement (a rank of a distributed case measures in lockstep).
+    """
     started, t0 = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.monotonic()
     case = spec.case
     try:
@@ -44,7 +48,7 @@ def run_case(spec: CaseSpec) -> Record:
             record = Record.for_case(spec.run, case, "skipped", error=skip)
         else:
             with limited_threads(spec.settings.threads):
-                record = _measure(spec, workload, impl, deadline=t0 + spec.settings.timeout_s)
+                record = (measure or _measure)(spec, workload, impl, deadline=t0 + spec.settings.timeout_s)
     except timing.CaseTimeout as exc:
         record = Record.for_case(spec.run, case, "timeout", error=f"{exc} (timeout_s={spec.settings.timeout_s})")
     except MemoryError as exc:
@@ -71,7 +75,7 @@ def _skip_reason(workload: Workload, impl: Implementation, case: Case) -> str | 
 
 def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline: float) -> Record:
     case, settings, params = spec.case, spec.settings, spec.case.param_dict()
-    sync = _synchronizer(case.device)
+    sync = synchronizer(case.device)
     inputs = _input_sets(workload, params, case, spec)
     call = lambda i: impl.fn(inputs[i], params)  # noqa: E731 — the timed region is this closure
     plan = timing.TimingPlan(settings.warmup_s, settings.min_repeats, settings.min_time_s,
@@ -79,25 +83,25 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     before = device_state.snapshot(case.device)
     fastest: list[float] = []
     warmup_calls, inner = timing.warm_up(call, plan, len(inputs), sync, fastest)
-    output, metrics = _peak_memory(lambda: call(0), case.device, settings.isolation)
-    check, reference = _check(workload, output, inputs[0], params, spec, impl)
+    output, metrics = peak_memory(lambda: call(0), case.device, settings.isolation)
+    check, reference = check_output(workload, output, inputs[0], params, spec, impl)
     version = workload.version()
     if not check.passed:
         error = f"correctness check failed: error {check.error:.3g} > tolerance {check.tolerance:.3g} ({check.rule})"
         return Record.for_case(spec.run, case, "failed", error=error, workload_version=version,
-                               metrics={"quality.rel_l2_error": _quality_metric(check)})
-    output_metrics = _output_metrics(workload, output, reference, params)
+                               metrics={"quality.rel_l2_error": quality_metric(check)})
+    found = output_metrics(workload, output, reference, params)
     del output, reference
     samples, source, detail = _time(call, plan, len(inputs), inner, case.device, fastest[0])
     metrics["latency_s"] = timing.latency_metric(samples, case.device, warmup_calls, len(inputs), inner, source,
                                                  **detail)
-    metrics["quality.rel_l2_error"] = _quality_metric(check)
-    metrics.update(output_metrics)
+    metrics["quality.rel_l2_error"] = quality_metric(check)
+    metrics.update(found)
     unmeasured = _energy(spec, call, len(inputs), sync, metrics)
     latency = metrics["latency_s"]["value"]
     run_idle_w = spec.idle_power["watts"] if spec.idle_power else None
-    model = _model(workload.cost(params, impl.name), latency, DeviceModels.for_profile(spec.calibration, run_idle_w),
-                   graphed=source == "cuda_graph")
+    models = DeviceModels.for_profile(spec.calibration, run_idle_w)
+    model = model_fields(workload.cost(params, impl.name), latency, models, graphed=source == "cuda_graph")
     if "energy_j" in unmeasured and "predicted_energy_j" in model:
         note = f"hardware model for {model.get('device')}; not measured: {unmeasured['energy_j']}"
         metrics["energy_j"] = metric(model["predicted_energy_j"], "J", "modeled", note=note)
@@ -143,13 +147,13 @@ def rotation_sets(cache_bytes: int, input_bytes: int, most: int = 8) -> int:
     return min(most, max(1, math.ceil(2 * cache_bytes / max(input_bytes, 1))))
 
 
-def _peak_memory(call: Any, device: str, isolation: str) -> tuple[Any, dict]:
+def peak_memory(call: Any, device: str, isolation: str) -> tuple[Any, dict]:
     if device == "cuda":
         return memory.cuda_peak(call)
     return memory.cpu_peak(call, isolation)
 
 
-def _check(workload: Workload, output: Any, inputs: Any, params: dict, spec: CaseSpec,
+def check_output(workload: Workload, output: Any, inputs: Any, params: dict, spec: CaseSpec,
            impl: Implementation) -> tuple[Check, Any]:
     """Hold the output to DESIGN's 2x rule against the baseline implementation's error on the same inputs."""
     reference = workload.reference(inputs, params)
@@ -163,7 +167,7 @@ def _check(workload: Workload, output: Any, inputs: Any, params: dict, spec: Cas
     return workload.check(output, reference, baseline_error), reference
 
 
-def _output_metrics(workload: Workload, output: Any, reference: Any, params: dict) -> dict[str, dict]:
+def output_metrics(workload: Workload, output: Any, reference: Any, params: dict) -> dict[str, dict]:
     """The workload's own quality and counted metrics of the checked output, each a declared metric."""
     found = {name: (value, "check") for name, value in workload.quality(output, reference).items()}
     found |= {name: (value, "counted") for name, value in workload.counters(output, params).items()}
@@ -176,7 +180,7 @@ def _output_metrics(workload: Workload, output: Any, reference: Any, params: dic
     return out
 
 
-def _quality_metric(check: Check) -> dict:
+def quality_metric(check: Check) -> dict:
     value = check.error if math.isfinite(check.error) else 1e300
     return {"value": value, "unit": "1", "source": "check", "tolerance": check.tolerance, "rule": check.rule}
 
@@ -193,7 +197,7 @@ def _energy(spec: CaseSpec, call: Any, n_inputs: int, sync: Any, metrics: dict) 
     return {}
 
 
-def _model(cost: Any, latency_s: float, models: DeviceModels, graphed: bool = False) -> dict:
+def model_fields(cost: Any, latency_s: float, models: DeviceModels, graphed: bool = False) -> dict:
     """Analytic cost beside the measurement, the rates it implies, and the hardware model's prediction."""
     model = cost.to_json()
     model["achieved_flops_per_s"] = cost.flops / latency_s
@@ -202,7 +206,7 @@ def _model(cost: Any, latency_s: float, models: DeviceModels, graphed: bool = Fa
     return model
 
 
-def _synchronizer(device: str) -> Any:
+def synchronizer(device: str) -> Any:
     if device == "cuda":
         import torch
 

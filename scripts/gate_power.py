@@ -243,9 +243,10 @@ def print_report(report: dict) -> None:
                   f" | by metric: {r['flags_by_metric']}")
 
 
-def collect_ab(out: Path, runs: int, rev: str, suite_file: Path) -> None:
+def collect_ab(out: Path, runs: int, rev: str, suite_file: Path, slow5: int = 0) -> None:
     """`membench gate --against REV` runs: clean (A/A: the same code on both sides) and with this tree's side
-    slowed by 20%, alternating. No confirmation re-runs here: analyze-ab applies the rules afterwards."""
+    slowed by 20% (and, for the first `slow5` rounds, by 5%), alternating. No confirmation re-runs here:
+    analyze-ab applies the confirmation rule afterwards by drawing other runs of the flagged case."""
     import shutil
 
     out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +256,7 @@ def collect_ab(out: Path, runs: int, rev: str, suite_file: Path) -> None:
                       .replace("baseline_runs: 5", "baseline_runs: 1"))
     shutil.copy(suite_file, out / "ab-suite.yaml")
     for k in range(runs):
-        for name, fraction in (("ab-clean", 0.0), ("ab-slow20", 0.2)):
+        for name, fraction in (("ab-clean", 0.0), ("ab-slow20", 0.2), ("ab-slow5", 0.05))[:3 if k < slow5 else 2]:
             folder = out / name / f"{k:02d}"
             if (folder / "candidate" / "records.jsonl").is_file():
                 continue
@@ -271,55 +272,73 @@ def collect_ab(out: Path, runs: int, rev: str, suite_file: Path) -> None:
                   f"{load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
 
 
-def _ab_decision(pair: tuple, config, rng, resample: bool) -> dict:
+def _ab_decision(pairs: list, i: int, config, rng, resample: bool, confirm: int) -> dict:
+    """The gate's decision on interleaved pair i; each timing flag must also be flagged in `confirm` other pairs
+    of the same experiment, drawn at random (a confirmation re-runs the case's A/B interleaving afresh)."""
     from harness.compare import compare
 
-    base, cand = (_resampled(pair[0], rng), _resampled(pair[1], rng)) if resample else pair
-    return _decisions(compare(base, cand, config))
+    draw = (lambda side: _resampled(side, rng)) if resample else (lambda side: side)
+    flagged = _decisions(compare(draw(pairs[i][0]), draw(pairs[i][1]), config))
+    others = [k for k in range(len(pairs)) if k != i]
+    for k in rng.choice(others, size=min(confirm, len(others)), replace=False) if confirm else []:
+        cases = {case for found in flagged.values() for case, _, timing in found if timing}
+        if not cases:
+            break
+        base, cand = (_restricted(side, cases) for side in pairs[k])
+        again = _decisions(compare(draw(base), draw(cand), config))
+        for basis in BASES:
+            flagged[basis] = {f for f in flagged[basis] if not f[2] or f in again[basis]}
+    return flagged
 
 
-def analyze_ab(folder: Path, trials: int, seed: int, min_effects: list[float]) -> dict:
-    """Per case: how often the A/A pairs flag a regression, how often the 20% pairs do (fixed thresholds: an
-    A/B job has no multi-run baseline)."""
+def analyze_ab(folder: Path, trials: int, seed: int, min_effects: list[float], confirms: list[int]) -> dict:
+    """Per case: how often the A/A pairs flag a regression, how often the injected pairs do (fixed thresholds:
+    an A/B job has no multi-run baseline), with and without confirmation re-runs."""
     from harness.compare import load_side
     from harness.gate_config import load_config
 
     pools = {name: [(load_side(p / "base"), load_side(p / "candidate")) for p in sorted((folder / name).glob("*"))
-                    if (p / "candidate" / "records.jsonl").is_file()] for name in ("ab-clean", "ab-slow20")}
+                    if (p / "candidate" / "records.jsonl").is_file()]
+             for name in ("ab-clean", "ab-slow20", "ab-slow5")}
     report = {"folder": str(folder), "pairs": {k: len(v) for k, v in pools.items()}, "experiments": []}
     for min_effect in min_effects or [0.10]:
-        base_config = load_config(folder / "ab-gate.yaml")
-        defaults = {**base_config.defaults, "sampled": {**base_config.defaults.get("sampled", {}),
-                                                        "min_effect": min_effect}}
-        config = dataclasses.replace(base_config, resamples=100, defaults=defaults)
-        rng = np.random.default_rng(seed)
-        for name, pairs in pools.items():
-            if not pairs:
-                continue
-            latency_cases = sorted(c for c, r in pairs[0][1].records.items() if "latency_s" in r["metrics"])
-            measured = [_ab_decision(pair, config, rng, False) for pair in pairs]
-            drawn = [_ab_decision(pairs[rng.integers(len(pairs))], config, rng, True) for _ in range(trials)]
-            summary = {}
-            for label, results in (("measured_pairs", measured), ("resampled_trials", drawn)):
-                summary[label] = {}
-                for basis in BASES:
-                    flagged = [r[basis] for r in results]
-                    per_case = {c: sum((c, "latency_s", True) in f for f in flagged) / len(flagged)
-                                for c in latency_cases}
-                    summary[label][basis] = {
-                        "gate_fail_rate": sum(bool(f) for f in flagged) / len(flagged),
-                        "mean_latency_flag_rate": sum(per_case.values()) / max(len(per_case), 1),
-                        "min_latency_flag_rate": min(per_case.values(), default=0.0),
-                        "latency_flag_rate_per_case": per_case}
-            report["experiments"].append({"experiment": name, "min_effect": min_effect, "pairs": len(pairs),
-                                          "trials": trials, **summary})
+        for confirm in confirms:
+            base_config = load_config(folder / "ab-gate.yaml")
+            defaults = {**base_config.defaults, "sampled": {**base_config.defaults.get("sampled", {}),
+                                                            "min_effect": min_effect}}
+            config = dataclasses.replace(base_config, resamples=100, defaults=defaults,
+                                         timing_basis=base_config.interleaved_timing_basis)
+            rng = np.random.default_rng(seed)
+            for name, pairs in pools.items():
+                if not pairs:
+                    continue
+                latency_cases = sorted(c for c, r in pairs[0][1].records.items() if "latency_s" in r["metrics"])
+                measured = [_ab_decision(pairs, i, config, rng, False, confirm) for i in range(len(pairs))]
+                drawn = [_ab_decision(pairs, int(rng.integers(len(pairs))), config, rng, True, confirm)
+                         for _ in range(trials)]
+                summary = {}
+                for label, results in (("measured_pairs", measured), ("resampled_trials", drawn)):
+                    summary[label] = {}
+                    for basis in BASES:
+                        flagged = [r[basis] for r in results]
+                        per_case = {c: sum((c, "latency_s", True) in f for f in flagged) / len(flagged)
+                                    for c in latency_cases}
+                        summary[label][basis] = {
+                            "gate_fail_rate": sum(bool(f) for f in flagged) / len(flagged),
+                            "mean_latency_flag_rate": sum(per_case.values()) / max(len(per_case), 1),
+                            "min_latency_flag_rate": min(per_case.values(), default=0.0),
+                            "latency_flag_rate_per_case": per_case,
+                            "flags": sorted({f"{c} {m}" for found in flagged for c, m, _ in found})}
+                report["experiments"].append({"experiment": name, "min_effect": min_effect, "confirm_runs": confirm,
+                                              "pairs": len(pairs), "trials": trials, **summary})
     return report
 
 
 def print_ab(report: dict) -> None:
     print(f"A/B interleaved pairs: {report['pairs']}")
     for e in report["experiments"]:
-        print(f"{e['experiment']:10s} min_effect={e['min_effect']:.2f}: {e['pairs']} pairs, {e['trials']} trials")
+        print(f"{e['experiment']:10s} min_effect={e['min_effect']:.2f} confirm_runs={e['confirm_runs']}: "
+              f"{e['pairs']} pairs, {e['trials']} trials")
         for basis in BASES:
             m, r = e["measured_pairs"][basis], e["resampled_trials"][basis]
             print(f"    {basis:10s} gate fails: pairs {m['gate_fail_rate']:6.1%} trials {r['gate_fail_rate']:6.1%}"
@@ -350,6 +369,7 @@ def main() -> None:
     b = sub.add_parser("collect-ab")
     b.add_argument("--out", type=Path, default=Path("results/gate-power-ab"))
     b.add_argument("--runs", type=int, default=3)
+    b.add_argument("--slow5", type=int, default=0, help="rounds that also run a 5%% slowdown")
     b.add_argument("--rev", default="HEAD")
     b.add_argument("--suite-file", type=Path, default=Path("suites/ci.yaml"),
                    help="a suite whose workloads exist at REV too")
@@ -357,14 +377,15 @@ def main() -> None:
     z.add_argument("folder", type=Path)
     z.add_argument("--trials", type=int, default=200)
     z.add_argument("--seed", type=int, default=0)
-    z.add_argument("--min-effect", type=float, nargs="*", default=[0.10, 0.20])
+    z.add_argument("--min-effect", type=float, nargs="*", default=[0.10])
+    z.add_argument("--confirm", type=int, nargs="+", default=[0, 2], help="confirm_runs variants")
     args = parser.parse_args()
     if args.command == "collect":
         collect(args.out, args.clean, args.slow, args.suite, args.threads)
     elif args.command == "collect-ab":
-        collect_ab(args.out, args.runs, args.rev, args.suite_file)
+        collect_ab(args.out, args.runs, args.rev, args.suite_file, args.slow5)
     elif args.command == "analyze-ab":
-        report = analyze_ab(args.folder, args.trials, args.seed, args.min_effect)
+        report = analyze_ab(args.folder, args.trials, args.seed, args.min_effect, args.confirm)
         (args.folder / "analysis-ab.json").write_text(json.dumps(report, indent=1, default=str))
         print_ab(report)
     else:

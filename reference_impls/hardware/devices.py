@@ -23,6 +23,7 @@ DEVICE_KINDS = ("gpu", "cpu", "soc", "mcu", "accelerator")
 DTYPES = ("float64", "float32", "tf32", "bfloat16", "float16", "fp8", "int8", "int4")
 TIER_NAMES = ("sram", "l2", "hbm", "dram", "unified", "ddr", "flash", "ssd")
 MAIN_ALIASES = ("dram", "main")  # a workload's Cost says "dram" for "the device's main memory"
+INTERCONNECT = "interconnect"  # a Cost's bytes sent to a peer device per call, over one direction of its link
 # A dtype the device lists no figure for runs in the format it would be computed in on that device; an
 # unknown dtype uses float32. float64 -> float32 overstates devices without FP64 units (the source says so).
 FALLBACKS = {"float16": ("bfloat16", "float32"), "bfloat16": ("float16", "float32"), "tf32": ("float32",),
@@ -82,6 +83,8 @@ class Device:
 
     def tier(self, name: str) -> Tier:
         """The tier called `name`; "dram" and "main" mean main_tier, as in a workload's cost."""
+        if name == INTERCONNECT:
+            return self.interconnect()
         wanted = self.main_tier if name in MAIN_ALIASES else name
         for tier in self.tiers:
             if tier.name == wanted:
@@ -89,6 +92,20 @@ class Device:
         known = ", ".join(t.name for t in self.tiers)
         raise ValueError(f"device {self.name!r} has no tier {name!r}; its tiers are {known} "
                          f"('dram' or 'main' mean {self.main_tier})")
+
+    def interconnect(self) -> Tier:
+        """The link to a peer device as a streaming tier (one direction): a multi-device case's communication.
+
+        From extras `interconnect_bandwidth_bytes_per_s` when given, else half of NVLink's both-directions total.
+        """
+        figure = self.extras.get("interconnect_bandwidth_bytes_per_s")
+        nvlink = self.extras.get("nvlink_bandwidth_bytes_per_s")
+        if figure is None and nvlink is not None:
+            figure = Figure(nvlink.value / 2, nvlink.kind, f"one direction, half the total of: {nvlink.source}")
+        if figure is None:
+            raise ValueError(f"device {self.name!r} has no interconnect figure (extras "
+                             "interconnect_bandwidth_bytes_per_s or nvlink_bandwidth_bytes_per_s)")
+        return Tier(INTERCONNECT, Figure(math.inf, "spec", "a link holds no data"), figure, None)
 
     def resolve_dtype(self, dtype: str) -> str:
         """The dtype whose figures stand in for `dtype` here: itself, else its fallback, else float32."""

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from reference_impls.hardware.devices import Device
+from reference_impls.hardware.devices import INTERCONNECT, Device
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ def resolve_bytes(device: Device, bytes_by_tier: dict[str, float]) -> dict[str, 
         if not value >= 0:  # also rejects NaN
             raise ValueError(f"bytes for tier {key!r} must be a non-negative number, got {nbytes!r}")
         traffic[name] = traffic.get(name, 0.0) + value
-    return {t.name: traffic[t.name] for t in device.tiers if t.name in traffic}
+    ordered = {t.name: traffic[t.name] for t in device.tiers if t.name in traffic}
+    return ordered | ({INTERCONNECT: traffic[INTERCONNECT]} if INTERCONNECT in traffic else {})
 
 
 def roofline(device: Device, flops: float, bytes_by_tier: dict[str, float], dtype: str,
