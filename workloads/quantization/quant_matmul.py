@@ -10,7 +10,11 @@ Every implementation computes the same function, the product with the dequantize
                   so it stands for the unquantized layer at its size and speed (rounding W to the dtype is its
                   only error)
   dequant_matmul  codes (one byte each) dequantized to the activation dtype, then torch's matmul
-  triton_int4     packed int4 Triton kernels (reference_impls/kernels/quant/triton_int4.py), CUDA
+  triton_int4     packed int4 Triton kernels (reference_impls/kernels/quant/triton_int4.py, v5), CUDA
+  triton_int4_v6  v5's tensor-core loop on the same packed weight, its split-K partials summed by a second kernel
+                  launched as a programmatic dependent (triton_int4_v6.py, "mma"), CUDA, any M
+  triton_int4_fragment  v6's Gluon kernel on the containers reordered into mma fragment order (pack_fragments),
+                  CUDA Hopper only, M <= 8 (slower than triton_int4_v6 beyond)
   int8_int_mm     W8A8 dynamic: per-token int8 x per-channel int8 W through torch._int_mm (bits 8, group 0)
   lut_gemv        bit-plane weights and subset-sum activation tables (LUT-GEMM), CPU, 2-4 bits
   ternary_gemv    two packed bit-planes for {-1, 0, +1} (bits 2, symmetric: RTN 2-bit sym codes are ternary), CPU
@@ -39,13 +43,17 @@ from reference_impls.kernels.quant import int8_matmul as i8
 from reference_impls.kernels.quant import lut_gemv as lut
 from reference_impls.kernels.quant import ternary_gemv as tern
 from reference_impls.kernels.quant import triton_int4 as t4
+from reference_impls.kernels.quant import triton_int4_fragment as frag
+from reference_impls.kernels.quant import triton_int4_v6 as v6
 from workloads.quantization.quant_error import EFFECTIVE_BITS, STORAGE
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 SCALE_BYTES = 2  # float16 scales
 WEIGHT_STD = 0.02
 IMPL_DEVICES = {"triton_int4": ("cuda",), "int8_int_mm": ("cpu", "cuda"), "lut_gemv": ("cpu",),
-                    "ternary_gemv": ("cpu",)}  # the packed formats built per device (as the impls register)
+                "ternary_gemv": ("cpu",), "triton_int4_v6": ("cuda",), "triton_int4_fragment": ("cuda",)}
+# the packed formats built per device (as the impls register); triton_int4_v6 reads triton_int4's packed weight
+PACKED = ("triton_int4", "int8_int_mm", "lut_gemv", "ternary_gemv", "triton_int4_fragment")
 DEFAULT_K = 65536  # the tolerance's K when a reference lost its `contraction_k` attribute (the largest we run)
 
 
@@ -71,7 +79,8 @@ class QuantMatmul(Workload):
     name = "quant_matmul"
     family = "quantization"
     description = ("y = x @ W^T with W quantized (RTN int2-int8, groups along K): dense bf16 vs dequantize-then-"
-                   "matmul vs packed kernels (Triton int4, W8A8 torch._int_mm, CPU LUT and ternary GEMV), over M.")
+                   "matmul vs packed kernels (Triton int4 v5 and v6, W8A8 torch._int_mm, CPU LUT and ternary GEMV), "
+                   "over M.")
     sweep_param = "M"
     params = (
         Param("M", int, 1, minimum=1, doc="activation rows (batch x tokens)"),
@@ -104,13 +113,14 @@ class QuantMatmul(Workload):
             runs_here = torch.device(device).type in IMPL_DEVICES[impl]
             if runs_here and self._format_reason(impl, params) is None:
                 weight[impl] = build()
+        if "triton_int4" in weight and self.unsupported("triton_int4_fragment", params, device) is None:
+            weight["triton_int4_fragment"] = frag.pack_fragments(weight["triton_int4"])  # Hopper, Gluon, M <= 8
         return {"x": (q * row_scale).to(dtype), "weight": weight}
 
     def input_bytes(self, inputs: dict) -> int:
         """x plus the smallest weight format held: rotation is sized so that even the smallest misses the L2."""
         weight = inputs["weight"]
-        held = [weight[name].nbytes for name in ("triton_int4", "int8_int_mm", "lut_gemv", "ternary_gemv")
-                if name in weight]
+        held = [weight[name].nbytes for name in PACKED if name in weight]
         smallest = min(held) if held else weight["codes"].numel()
         return int(smallest + inputs["x"].numel() * inputs["x"].element_size())
 
@@ -152,21 +162,30 @@ class QuantMatmul(Workload):
         reason = self._format_reason(impl, params)
         if reason is None and impl == "int8_int_mm":
             reason = i8.int_mm_unavailable(device)
-        if reason is None and impl == "triton_int4" and params["dtype"] not in ("bfloat16", "float16"):
-            reason = f"triton_int4 takes bfloat16 or float16 activations, not {params['dtype']}"
+        if reason is None and impl.startswith("triton_int4") and params["dtype"] not in ("bfloat16", "float16"):
+            reason = f"{impl} takes bfloat16 or float16 activations, not {params['dtype']}"
+        if reason is None and impl == "triton_int4_fragment":
+            if params["M"] > frag.MAX_M:
+                reason = (f"triton_int4_fragment is for M <= {frag.MAX_M} (x^T spans one n8 mma tile; beyond, "
+                          f"triton_int4_v6 is faster); got M = {params['M']}")
+            else:
+                reason = frag.fragment_unavailable(device)
         return reason
 
     @staticmethod
     def _format_reason(impl: str, params: dict) -> str | None:
         """Why `impl`'s weight format cannot hold these params (None: it can)."""
         s = dims(params)
-        if impl == "triton_int4":
+        if impl.startswith("triton_int4"):
             if s["bits"] != 4:
-                return f"triton_int4 packs 4-bit codes, not {s['bits']}-bit"
+                return f"{impl} packs 4-bit codes, not {s['bits']}-bit"
             try:
                 t4.check_group_size(s["group_size"], s["k"])
             except ValueError as exc:
                 return str(exc)
+            if impl == "triton_int4_fragment" and s["groups"] > 1 and s["group_size"] % t4.BLOCK_K:
+                return (f"triton_int4_fragment needs groups of a multiple of {t4.BLOCK_K} (or one per row), got "
+                        f"{s['group_size']}")
         if impl == "int8_int_mm" and (s["bits"] != 8 or s["groups"] != 1 or not s["sym"]):
             return "int8_int_mm needs per-channel symmetric int8 weights (bits=8, group=0, symmetric)"
         if impl == "lut_gemv":
@@ -199,6 +218,18 @@ def _weight_traffic(impl: str, params: dict, s: dict) -> tuple[float, float, int
         plan = t4.launch_plan(kernel, m, n, k, t4.default_config(kernel, m))
         partials = 2.0 * 4 * m * n * plan["splits"] if plan["splits"] > 1 else 0.0
         return n * plan["blocks"] * t4.BLOCK_K / 2 + sz, partials, 1
+    if impl in ("triton_int4_v6", "triton_int4_fragment"):
+        # the same bytes as triton_int4; the split-K partials (float32 [splits, M, N]) are written by the first
+        # kernel and read by the second, a separate launch (v5: one launch, its last split reads them). The
+        # fragment kernel reads whole row tiles: containers of rows past N (packing pads N) are traffic
+        kernel = "fragment" if impl == "triton_int4_fragment" else "mma"
+        config = v6.default_config(kernel, m)
+        plan = v6.launch_plan(kernel, m, n, k, config)
+        column_bytes = plan["blocks"] * t4.BLOCK_K / 2  # containers of one output feature
+        split = plan["splits"] > 1
+        partials = 2.0 * 4 * m * n * plan["splits"] if split else 0.0
+        padded = plan["n_tiles"] * config["block_n"] - n if kernel == "fragment" else 0
+        return n * column_bytes + sz, partials + padded * column_bytes, 2 if split else 1
     if impl == "int8_int_mm":  # per-token quantization (6 passes over x), _int_mm's int32 out, two scalings
         x_passes = m * k * (e + 4 + 4 + 4 + 4 + 4 + 4 + 1)
         out_passes = m * n * (4 + 4 + 4 + 4 + 4 + 4 + 4)
@@ -228,6 +259,18 @@ def dequant_matmul(inputs: dict, params: dict) -> torch.Tensor:
 def triton_int4(inputs: dict, params: dict) -> torch.Tensor:
     """Packed int4 (W4A16) Triton kernel, tensor cores, split K for small M."""
     return t4.int4_matmul(inputs["x"], inputs["weight"]["triton_int4"])
+
+
+@implementation("quant_matmul", "triton_int4_v6", devices=IMPL_DEVICES["triton_int4_v6"])
+def triton_int4_v6(inputs: dict, params: dict) -> torch.Tensor:
+    """triton_int4's packed weight and tensor-core loop; split-K partials summed by a second, dependent launch."""
+    return v6.int4_matmul_v6(inputs["x"], inputs["weight"]["triton_int4"], "mma")
+
+
+@implementation("quant_matmul", "triton_int4_fragment", devices=IMPL_DEVICES["triton_int4_fragment"])
+def triton_int4_fragment(inputs: dict, params: dict) -> torch.Tensor:
+    """Gluon: containers in mma fragment order loaded straight into A-operand registers (Hopper, M <= 8)."""
+    return v6.int4_matmul_v6(inputs["x"], inputs["weight"]["triton_int4_fragment"], "fragment")
 
 
 @implementation("quant_matmul", "int8_int_mm", devices=IMPL_DEVICES["int8_int_mm"])
