@@ -188,4 +188,18 @@ def flatten(record: dict) -> dict:
         row[f"model.{key}"] = model.get(key)
     row["valid"] = record["validity"].get("ok", True)
     row["validity_reasons"] = list(record["validity"].get("reasons", []))
+    row["ranks_summary"] = _ranks_summary(record.get("ranks") or [])
     return row
+
+
+def _ranks_summary(ranks: list[dict]) -> str | None:
+    """A multi-rank case's ranks in one line ("rank 0: 1.79 s, 10.0 GiB; rank 1: ..."); None for one process."""
+    if len(ranks) < 2:
+        return None
+    parts = []
+    for r in ranks:
+        bits = [f"{r['latency_s']:.4g} s" if "latency_s" in r else r.get("status", "")]
+        if "peak_memory_bytes" in r:
+            bits.append(f"{r['peak_memory_bytes'] / 2**30:.3g} GiB")
+        parts.append(f"rank {r.get('rank')}: {', '.join(bits)}")
+    return "; ".join(parts)

@@ -203,9 +203,12 @@ def build_row(rank: int | None, rec: dict, columns: list[Column], specs: Mapping
 
 
 def _with_hover_extra(key: str, cell: Cell, rec: Mapping[str, Any]) -> Cell:
-    """Hover additions: the total peak (its column is folded into the overhead), the modeled energy."""
+    """Hover additions: the total peak (its column is folded into the overhead), the modeled energy, and for a
+    multi-rank case each rank's time and memory beside its slowest-rank latency."""
     if cell.missing:
         return cell
+    if rec.get("ranks_summary") and key in ("latency_s", OVERHEAD, PEAK):
+        cell = replace(cell, title=f"{cell.title} · per rank: {rec['ranks_summary']}")
     if key == OVERHEAD and as_float(rec.get(PEAK)) is not None:
         return replace(cell, title=f"{cell.title} · total peak incl. inputs {format_quantity(rec.get(PEAK), 'B')}")
     if key == "energy_j" and not is_modeled(key, rec):

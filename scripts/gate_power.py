@@ -300,6 +300,9 @@ def analyze_ab(folder: Path, trials: int, seed: int, min_effects: list[float], c
     pools = {name: [(load_side(p / "base"), load_side(p / "candidate")) for p in sorted((folder / name).glob("*"))
                     if (p / "candidate" / "records.jsonl").is_file()]
              for name in ("ab-clean", "ab-slow20", "ab-slow5")}
+    complete = max((len(side.records) for pairs in pools.values() for pair in pairs for side in pair), default=0)
+    pools = {name: [pair for pair in pairs if min(len(side.records) for side in pair) == complete]
+             for name, pairs in pools.items()}  # a gate run still in progress has only some cases
     report = {"folder": str(folder), "pairs": {k: len(v) for k, v in pools.items()}, "experiments": []}
     for min_effect in min_effects or [0.10]:
         for confirm in confirms:

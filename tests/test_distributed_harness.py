@@ -6,7 +6,7 @@ from harness.distributed import NO_MULTICAST, fold_ranks, rank_env
 from harness.rank_worker import agreed_repeats
 from harness.registry import REGISTRY
 from harness.runner import open_store, run_suite
-from harness.store import read_records
+from harness.store import flatten, read_records
 from harness.suite import load_suite
 
 SUITE = """
@@ -43,6 +43,9 @@ def test_ranks_fold_into_one_record_with_the_slowest_rank_time(write_suite, tmp_
     peak = fast["metrics"]["peak_memory_bytes"]
     assert peak["value"] == max(peak["per_rank"]) and len(peak["per_rank"]) == 2
     assert fast["model"]["flops"] == 4096.0 and "energy_j" in fast["unmeasured"]
+    summary = flatten(slow)["ranks_summary"]  # the leaderboard's hover text
+    assert summary.startswith("rank 0: ") and "; rank 1: 0.03" in summary and "GiB" in summary
+    assert flatten(records[("all_reduce", 1)])["ranks_summary"] is None
 
 
 def test_a_failing_rank_fails_the_case_and_the_others_are_stopped(write_suite, tmp_path):
