@@ -126,7 +126,7 @@ def _make_executor(kind: str, suite, address: str | None, max_concurrent: int) -
     return RayExecutor(suite.settings, address=address, max_concurrent=max_concurrent)
 
 
-def _run_with_progress(suite, store, patterns, calibrations, executor):
+def _run_with_progress(suite, store, patterns, calibrations, executor=None):
     columns = (SpinnerColumn(), TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
