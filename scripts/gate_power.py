@@ -298,7 +298,7 @@ def analyze_ab(folder: Path, trials: int, seed: int, min_effects: list[float], c
     from harness.gate_config import load_config
 
     pools = {name: [(load_side(p / "base"), load_side(p / "candidate")) for p in sorted((folder / name).glob("*"))
-                    if (p / "candidate" / "records.jsonl").is_file()]
+                    if all((p / side / "records.jsonl").is_file() for side in ("base", "candidate"))]
              for name in ("ab-clean", "ab-slow20", "ab-slow5")}
     complete = max((len(side.records) for pairs in pools.values() for pair in pairs for side in pair), default=0)
     pools = {name: [pair for pair in pairs if min(len(side.records) for side in pair) == complete]
