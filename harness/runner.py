@@ -143,13 +143,13 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
     idle = _idle_power(manifest, {c.device for c in todo}, suite.settings.energy_window_s)
     store.write_manifest(manifest)
     groups = {c: _group(c.to_json()) for c in todo}
-    awaited = {groups[c] for c in todo if _is_baseline(c)}  # groups whose baseline has no record yet
+    awaited = {groups[c] for c in todo if _is_baseline(c.workload, c.impl)}  # groups whose baseline has no record yet
     pending, running = list(todo), 0
     try:
         while pending or running:
             for case in list(pending):
                 group = groups[case]
-                if (group in awaited and not _is_baseline(case)) or not executor.has_room(case):
+                if (group in awaited and not _is_baseline(case.workload, case.impl)) or not executor.has_room(case):
                     continue
                 pending.remove(case)
                 if on_start:
@@ -164,7 +164,7 @@ def run_suite(suite: Suite, store: RunStore, patterns: Iterable[str] = (),
             running -= 1
             store.append(record)
             result.counts[record.status] += 1
-            if record.impl == getattr(REGISTRY.baseline_of(record.workload), "name", None):
+            if _is_baseline(record.workload, record.impl):
                 awaited.discard(_group(record.to_json()))
             if _is_ok_baseline(record.to_json()):
                 baseline_errors[_group(record.to_json())] = record.metrics["quality.rel_l2_error"]["value"]
@@ -199,14 +199,13 @@ def devices_to_calibrate(suite: Suite, patterns: Iterable[str] = ()) -> list[str
     return devices
 
 
-def _is_baseline(case: Case) -> bool:
-    baseline = REGISTRY.baseline_of(case.workload)
-    return baseline is not None and case.impl == baseline.name
+def _is_baseline(workload: str, impl: str) -> bool:
+    baseline = REGISTRY.baseline_of(workload)
+    return baseline is not None and impl == baseline.name
 
 
 def _is_ok_baseline(record: dict) -> bool:
-    baseline = REGISTRY.baseline_of(record["workload"])
-    return (baseline is not None and record["impl"] == baseline.name and record["status"] == "ok"
+    return (_is_baseline(record["workload"], record["impl"]) and record["status"] == "ok"
             and "quality.rel_l2_error" in record["metrics"])
 
 
