@@ -337,6 +337,37 @@ def analyze_ab(folder: Path, trials: int, seed: int, min_effects: list[float], c
     return report
 
 
+def per_case_ab(folder: Path, report: dict) -> list[str]:
+    """Per case: the measured latency ratio (candidate / base, median over the complete pairs of each set) beside
+    how often the gate flagged it, so detection can be read against the slowdown the injection really made."""
+    from harness.compare import load_side
+
+    def ratios(name: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for pair in sorted((folder / name).glob("*")):
+            if not all((pair / side / "records.jsonl").is_file() for side in ("base", "candidate")):
+                continue
+            base, cand = load_side(pair / "base"), load_side(pair / "candidate")
+            for case, record in cand.records.items():
+                if "latency_s" in record["metrics"] and "latency_s" in base.records.get(case, {}).get("metrics", {}):
+                    out.setdefault(case, []).append(record["metrics"]["latency_s"]["value"]
+                                                    / base.records[case]["metrics"]["latency_s"]["value"])
+        return out
+
+    flagged = {(e["experiment"], e["confirm_runs"]): e["resampled_trials"]["raw"]["latency_flag_rate_per_case"]
+               for e in report["experiments"]}
+    clean, slow20, slow5 = ratios("ab-clean"), ratios("ab-slow20"), ratios("ab-slow5")
+    lines = ["case | A/A ratio median (min-max) | 20%: ratio, flagged confirm 2 / 0 | 5%: ratio, flagged confirm 2 / 0"]
+    for case in sorted(slow20, key=lambda c: float(np.median(slow20[c]))):
+        aa, five = clean.get(case, [np.nan]), slow5.get(case, [np.nan])
+        lines.append(f"{case} | {np.median(aa):.3f} ({min(aa):.2f}-{max(aa):.2f}) | {np.median(slow20[case]):.3f}, "
+                     f"{flagged.get(('ab-slow20', 2), {}).get(case, 0):.0%} / "
+                     f"{flagged.get(('ab-slow20', 0), {}).get(case, 0):.0%} | {np.median(five):.3f}, "
+                     f"{flagged.get(('ab-slow5', 2), {}).get(case, 0):.0%} / "
+                     f"{flagged.get(('ab-slow5', 0), {}).get(case, 0):.0%}")
+    return lines
+
+
 def print_ab(report: dict) -> None:
     print(f"A/B interleaved pairs: {report['pairs']}")
     for e in report["experiments"]:
@@ -391,6 +422,7 @@ def main() -> None:
         report = analyze_ab(args.folder, args.trials, args.seed, args.min_effect, args.confirm)
         (args.folder / "analysis-ab.json").write_text(json.dumps(report, indent=1, default=str))
         print_ab(report)
+        (args.folder / "per-case.txt").write_text("\n".join(per_case_ab(args.folder, report)) + "\n")
     else:
         report = analyze(args.folder, args.trials, args.seed, args.config, args.confirm, args.min_effect,
                          args.baseline_runs)
