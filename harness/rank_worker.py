@@ -16,7 +16,6 @@ from typing import Any
 from harness import worker
 from harness.case import Record
 from harness.collectors import device_state, timing
-from harness.prediction import DeviceModels, floor_violation
 from harness.registry import Implementation, Workload
 from harness.validity import validity
 from harness.worker import CaseSpec
@@ -81,17 +80,11 @@ def _measure(spec: CaseSpec, workload: Workload, impl: Implementation, deadline:
     metrics.update(found)
     all_samples = [None] * dist.get_world_size()
     dist.all_gather_object(all_samples, samples)
-    model = worker.model_fields(workload.cost(params, impl.name), metrics["latency_s"]["value"],
-                         DeviceModels.for_profile(spec.calibration))
     unmeasured = {"energy_j": "not measured for multi-rank cases (each rank's counter would need the others' "
                               "calls in lockstep); the hardware model's estimate is in model.predicted_energy_j"}
-    record = Record.for_case(spec.run, case, "ok", metrics=metrics, unmeasured=unmeasured, model=model,
-                             workload_version=version,
+    record = Record.for_case(spec.run, case, "ok", metrics=metrics, unmeasured=unmeasured, workload_version=version,
                              device_state={"before": before, "after": device_state.snapshot(case.device)})
-    record.validity = validity(record, samples)
-    below_floor = floor_violation(model, metrics["latency_s"]["value"])
-    if below_floor:
-        record.validity = {**record.validity, "ok": False, "reasons": [*record.validity["reasons"], below_floor]}
+    record.validity = validity(record, samples)  # the model and its floor check come with the fold (distributed.py)
     record.metrics["latency_s"]["all_ranks_samples"] = all_samples
     return record
 
