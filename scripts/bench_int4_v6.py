@@ -1,7 +1,13 @@
 """int4 W4A16 v6 (two-pass split K, triton_int4_v6.py) against v5, bf16 and the read floor, on one GPU.
 
     PYTHONPATH=. python scripts/bench_int4_v6.py --out results/published/h100-quant-matmul/v6 [--no-sweep]
-        [--rounds 5]
+        [--rounds 5] [--v7]
+
+--v7 runs instead: the fragment kernel's v7 staging options (zero_by_sum 2: sum(x) per block staged once per
+program, the zero point folded out of the loop; x_smem 1/2: x staged in shared memory, swizzled / lane-major)
+checked against float64 (sym and asym, bf16 and fp16, ragged, the fallback past MAX_STAGED_BLOCKS, a CUDA graph),
+then bf16, the read floor, the fragment default and each option at M = 1, 2, 4 and 8 on the three shapes in --rounds
+interleaved rounds; writes v7_log.txt, v7_table.csv and v7_table.md.
 
 1. check: v6 (mma with and without pdl / tma, the Gluon fragment kernel in several configs) against float64 on
    fresh random inputs, ragged shapes included; error <= 2 x the error of rounding the exact product to the dtype
@@ -132,16 +138,146 @@ def variants(n: int, k: int, m: int) -> list[tuple[str, str, dict]]:
     return [(name, "mma", cfg) for name, cfg in mma] + [(name, "fragment", cfg) for name, cfg in frag]
 
 
+V7_OPTIONS = {"fold": {"zero_by_sum": 2}, "xsmem1": {"x_smem": 1}, "fold+xsmem1": {"zero_by_sum": 2, "x_smem": 1},
+              "fold+xsmem2": {"zero_by_sum": 2, "x_smem": 2}}
+V7_TIMED = {"v6 (x_smem 0)": {"x_smem": 0}, "xsmem2": {"x_smem": 2}, "half-splits": {"splits": 0.5},
+            "2x-splits": {"splits": 2}}  # timed beside the default (x_smem 1); splits: x the planned count
+V7_BATCHES = (1, 2, 4, 8)
+
+
+def check_v7() -> bool:
+    """The v7 fragment options against float64 (as check()), and one pdl launch replayed from a CUDA graph."""
+    ok = True
+    f2x2 = V7_OPTIONS["fold+xsmem2"]
+    cases = [  # (m, n, k, symmetric, dtype, group, config)
+        (1, 4096, 14336, True, torch.bfloat16, 128, {}),
+        (8, 4100, 4104, False, torch.bfloat16, 256, {}),
+        (3, 1000, 1000, True, torch.float16, 128, {"splits": 1}),
+        (1, 4096, 14336, True, torch.bfloat16, 128, f2x2),
+        (8, 4096, 4096, True, torch.bfloat16, 128, f2x2),
+        (8, 14336, 4096, False, torch.bfloat16, 128, f2x2),
+        (5, 1000, 1000, True, torch.float16, 1000, f2x2 | {"splits": 3}),
+        (3, 334, 4100, False, torch.bfloat16, 128, f2x2 | {"splits": 5}),
+        (7, 1000, 4104, False, torch.float16, 256, V7_OPTIONS["fold"]),
+        (1, 4100, 4104, True, torch.bfloat16, 256, V7_OPTIONS["fold"]),
+        (2, 1000, 1000, True, torch.bfloat16, 128, {"x_smem": 2}),
+        (3, 1000, 4104, False, torch.float16, 128, V7_OPTIONS["xsmem1"] | {"splits": 3}),
+        (4, 1000, 4104, False, torch.bfloat16, 128, V7_OPTIONS["fold+xsmem1"]),
+        (6, 4100, 4104, True, torch.float16, 128, V7_OPTIONS["fold+xsmem1"] | {"splits": 2}),
+        (1, 4096, 14336, True, torch.bfloat16, 128, f2x2 | {"splits": 2}),  # 56 blocks a split: not staged
+        (8, 14336, 4096, True, torch.float16, 128, f2x2 | {"row_tiles": 2, "block_n": 128}),
+        (16, 1000, 4104, True, torch.bfloat16, 128, V7_OPTIONS["fold"] | {"x_smem": 1}),  # block_m 16
+    ]
+    for m, n, k, sym, dtype, group, cfg in cases:
+        w = random_int4(n, k, sym, group=group)
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        ref = x.double() @ t4.dequantize_int4(w).t()
+        w = frag.pack_fragments(w)
+        try:
+            y = v6.int4_matmul_v6(x, w, "fragment", **cfg)
+            again = v6.int4_matmul_v6(x, w, "fragment", **cfg)
+        except Exception as exc:  # noqa: BLE001 — reported as a failed check, the rest still runs
+            say(f"check v7 {cfg} M={m} N={n} K={k}: FAILED {type(exc).__name__}: {exc}"[:600])
+            ok = False
+            continue
+        err, floor = rel_error(y, ref), rel_error(ref.to(dtype), ref)
+        passed = err <= 2 * floor + 1e-4 and torch.equal(y, again)
+        ok &= passed
+        say(f"check v7 {cfg} M={m} N={n} K={k} sym={sym} {dtype} g{group}: err {err:.2e} (dtype rounding "
+            f"{floor:.2e}) {'ok' if passed else 'FAILED'}")
+    w = frag.pack_fragments(random_int4(4096, 14336, True))
+    x = torch.randn(1, 14336, device="cuda", dtype=torch.bfloat16)
+    try:
+        eager = v6.int4_matmul_v6(x, w, **f2x2)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            v6.int4_matmul_v6(x, w, **f2x2)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph, box = torch.cuda.CUDAGraph(), []
+        with torch.cuda.graph(graph):
+            box.append(v6.int4_matmul_v6(x, w, **f2x2))
+        graph.replay()
+        torch.cuda.synchronize()
+        same = torch.equal(box[0], eager)
+    except Exception as exc:  # noqa: BLE001
+        say(f"check v7 graph: FAILED {type(exc).__name__}: {exc}"[:400])
+        same = False
+    ok &= same
+    say(f"check v7 fold+xsmem2 (pdl) in a CUDA graph equals eager: {'ok' if same else 'FAILED'}")
+    return ok
+
+
+def v7_shape(n: int, k: int, rounds: int, finals: list[dict]) -> None:
+    """bf16, the read floor, the fragment default and each V7_OPTIONS entry at V7_BATCHES, interleaved rounds."""
+    sets = Sets(n, k, V7_BATCHES)
+    nbytes = sets.int4[0].nbytes + 2 * (n + k)
+    for m in V7_BATCHES:
+        x = sets.x[m]
+        entries = {"bf16": lambda x=x: time_per_call(lambda i: F.linear(x, sets.bf16[i]), len(sets.bf16)) * 1e6,
+                   "read_floor": lambda: read_floor(nbytes)[0] * 1e6,
+                   "frag_default": lambda m=m: sets.us(lambda a, w: v6.int4_matmul_v6(a, w, "fragment"), m, True)}
+        planned = v6.launch_plan("fragment", m, n, k, v6.default_config("fragment", m), 132)["splits"]
+        for name, cfg in V7_TIMED.items():
+            cfg = cfg | ({"splits": max(1, int(planned * cfg["splits"]))} if "splits" in cfg else {})
+            entries[name] = lambda m=m, cfg=cfg: sets.us(lambda a, w: v6.int4_matmul_v6(a, w, "fragment", **cfg),
+                                                         m, True)
+        samples: dict[str, list[float]] = {name: [] for name in entries}
+        for _ in range(rounds):
+            for name, fn in entries.items():
+                try:
+                    samples[name].append(fn())
+                except Exception as exc:  # noqa: BLE001 — an option that fails to compile is reported, not timed
+                    say(f"  {name} N={n} K={k} M={m}: {type(exc).__name__}: {exc}"[:300])
+        row = {"n": n, "k": k, "m": m, "rounds": rounds}
+        for name, values in samples.items():
+            row[f"{name}_us"] = statistics.median(values) if values else float("nan")
+            row[f"{name}_spread_us"] = max(values) - min(values) if values else float("nan")
+        finals.append(row)
+        say(f"v7 N={n} K={k} M={m}: " + ", ".join(
+            f"{name} {row[name + '_us']:.2f} (spread {row[name + '_spread_us']:.2f})" for name in entries))
+
+
+def v7_table(finals: list[dict]) -> str:
+    names = ["frag_default", *V7_TIMED]
+    lines = ["| N x K | M | bf16 us | read floor us | " + " | ".join(f"{n} us (x bf16)" for n in names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    for r in finals:
+        bf = r["bf16_us"]
+        lines.append(f"| {r['n']}x{r['k']} | {r['m']} | {bf:.1f} | {r['read_floor_us']:.1f} | " + " | ".join(
+            f"{r[n + '_us']:.1f} ({bf / r[n + '_us']:.2f}x)" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def main_v7(out: Path, rounds: int) -> None:
+    start = time.perf_counter()
+    if not check_v7():
+        say("CORRECTNESS FAILED: timings follow but are not results")
+    finals: list[dict] = []
+    for n, k in SHAPES:
+        v7_shape(n, k, rounds, finals)
+        torch.cuda.empty_cache()
+    with open(out / "v7_table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(finals[0]))
+        writer.writeheader()
+        writer.writerows(finals)
+    text = v7_table(finals)
+    say(text)
+    say(f"total {time.perf_counter() - start:.0f} s")
+    (out / "v7_table.md").write_text(text + "\n")
+    (out / "v7_log.txt").write_text("\n".join(LOG) + "\n")
+
+
 class Sets:
     """Weight sets of one (N, K) rotating over ROTATE_BYTES (int4 and bf16) and x per batch."""
 
-    def __init__(self, n: int, k: int) -> None:
+    def __init__(self, n: int, k: int, batches: tuple[int, ...] = BATCHES) -> None:
         self.n, self.k = n, k
         self.int4 = [random_int4(n, k, True) for _ in range(math.ceil(ROTATE_BYTES / (n * k / 2)))]
         self.frags = [frag.pack_fragments(w) for w in self.int4]
         self.bf16 = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
                      for _ in range(math.ceil(ROTATE_BYTES / (n * k * 2)))]
-        self.x = {m: torch.randn(m, k, device="cuda", dtype=torch.bfloat16) for m in BATCHES}
+        self.x = {m: torch.randn(m, k, device="cuda", dtype=torch.bfloat16) for m in batches}
 
     def us(self, fn, m: int, fragments: bool = False) -> float:
         x, sets = self.x[m], self.frags if fragments else self.int4
@@ -230,12 +366,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-sweep", action="store_true", help="skip the variant sweep: checks and final table only")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the final table")
+    parser.add_argument("--v7", action="store_true", help="v7's fragment options only: checks and their table")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     torch.manual_seed(0)
     say(f"{torch.cuda.get_device_name()} torch {torch.__version__} python {sys.version.split()[0]}")
     say(f"copy {copy_bandwidth() / 1e12:.2f} TB/s")
+    if args.v7:
+        main_v7(args.out, args.rounds)
+        return
     if not check():
         say("CORRECTNESS FAILED: timings follow but are not results")
     if not args.no_sweep:

@@ -130,6 +130,53 @@ def test_fragment_kernel_says_what_it_needs():
             v6().int4_matmul_v6(x, grouped, "fragment")
 
 
+def test_fragment_config_checks_the_v7_staging_options():
+    """check_fragment_config (as on CUDA: it reads only the device type) fills x_smem and names what it rejects."""
+    frags = frag.pack_fragments(weight_and_reference(1, 32, 256, 128, True, torch.bfloat16, seed=8)[0])
+    cuda = torch.device("cuda")
+
+    def checked(m: int = 1, **over) -> dict:
+        cfg = frag.default_fragment_config(m) | over
+        frag.check_fragment_config(cfg, frags, cuda)
+        return cfg
+
+    assert checked()["x_smem"] == 1 and checked()["zero_by_sum"] == 0  # staged x, per-weight zero point
+    assert checked(k_warps=2, block_n=32)["x_smem"] == 0 and checked(9)["x_smem"] == 0
+    assert checked(zero_by_sum=2, x_smem=2)["zero_by_sum"] == 2
+    with pytest.raises(ValueError, match="zero_by_sum takes"):
+        checked(zero_by_sum=3)
+    with pytest.raises(ValueError, match="x_smem 0, 1"):
+        checked(x_smem=4)
+    with pytest.raises(ValueError, match="k_warps must be 1"):
+        checked(k_warps=2, block_n=32, x_smem=1)
+    with pytest.raises(ValueError, match="laid out for block_m 8"):
+        checked(9, x_smem=2)
+
+
+def test_lane_major_x_layout_gives_each_lane_its_b_operand_in_16_contiguous_bytes():
+    """x_smem 2's shared layout: a bijection of [4, 32, 8] (plane, k, column) onto 1024 offsets in which lane
+    4g + t' of m16n8k16's B operand (k = 2t' + v + 8u + 16s, column g) finds its 8 values at 8 (4g + t') + 0 .. 7,
+    and the staging view [blocks, 4, 32, 8] is the same bytes with block i at 1024 i."""
+    pytest.importorskip("triton.experimental.gluon")
+    from reference_impls.kernels.quant.triton_int4_fragment_kernel import x_smem_layouts
+
+    per_block, whole = x_smem_layouts(2, 5)
+    offsets = {}
+    for o in range(1024):
+        coord = [0, 0, 0]
+        for bit, basis in enumerate(per_block.offset_bases):
+            if o >> bit & 1:
+                coord = [c ^ b for c, b in zip(coord, basis, strict=True)]
+        offsets[tuple(coord)] = o
+    assert sorted(offsets) == [(j, k, m) for j in range(4) for k in range(32) for m in range(8)]
+    for g in range(8):
+        for t in range(4):
+            regs = [offsets[(1, 2 * t + v + 8 * u + 16 * s, g)] for s in (0, 1) for u in (0, 1) for v in (0, 1)]
+            assert sorted(regs) == list(range(256 + 8 * (4 * g + t), 256 + 8 * (4 * g + t) + 8))
+    assert whole.offset_bases[:10] == [[0, *b] for b in per_block.offset_bases]
+    assert whole.offset_bases[10:] == [[1, 0, 0, 0], [2, 0, 0, 0], [4, 0, 0, 0]]
+
+
 @pytest.mark.parametrize("tiles, blocks, expected", [(64, 112, 16), (224, 32, 4), (64, 32, 16), (512, 4, 2),
                                                      (2000, 32, 1), (10, 3, 1)])
 def test_plan_splits_reaches_the_target_with_even_splits(tiles, blocks, expected):

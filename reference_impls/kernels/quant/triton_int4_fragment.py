@@ -23,7 +23,11 @@ FRAGMENT_PAD = 128  # pack_fragments pads N to this (the widest block_n)
 TILE = 512  # int16 containers per (16 rows, 128 k) tile: 32 lanes x 16
 MAX_M = 8  # largest batch the fragment kernel is meant for (at M = 16 mma is 1.4-2.7x faster: NOTES.md)
 FRAGMENT_CONFIG = {"block_n": 64, "block_m": 8, "num_warps": 4, "k_warps": 1, "row_tiles": 1, "splits": 0, "pdl": 1,
-                   "zero_by_sum": None}  # None: per weight when symmetric (measured faster), else per block
+                   "zero_by_sum": None,  # None: per weight when symmetric (measured faster), else per block
+                   "x_smem": None}  # x staged in shared memory once per program (v7): 0 off, 1 swizzled,
+# 2 lane-major; None: 1 when k_warps is 1 (measured faster: v6/v7_log.txt), else 0
+MAX_STAGED = 16384  # zero_by_sum 2 / x_smem load at most this many x elements (pow2(K-blocks) x 128 x block_m) at
+# once per program to stage them (16 blocks at block_m 8); past it, a launch falls back to the unstaged loop
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,9 @@ def unpack_fragments(f: FragmentInt4) -> Tensor:
 
 
 def default_fragment_config(m: int) -> dict:
-    """FRAGMENT_CONFIG, with x^T spanning two n8 tiles (block_m 16) past MAX_M rows."""
-    return dict(FRAGMENT_CONFIG) | ({"block_m": 16} if m > MAX_M else {})
+    """FRAGMENT_CONFIG, with x^T spanning two n8 tiles (block_m 16) and x not staged (not measured there) past
+    MAX_M rows."""
+    return dict(FRAGMENT_CONFIG) | ({"block_m": 16, "x_smem": 0} if m > MAX_M else {})
 
 
 def gluon_unavailable() -> str | None:
@@ -100,7 +105,8 @@ def fragment_unavailable(device: str | torch.device) -> str | None:
 
 def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device) -> None:
     """ValueError naming what the fragment kernel cannot take in cfg (after default_fragment_config) or w; fills
-    in zero_by_sum (None: per weight when symmetric, else per block)."""
+    in zero_by_sum (None: per weight when symmetric, else per block; 2: sum(x) staged per program, v7) and x_smem
+    (None: 1 when k_warps is 1)."""
     if device.type != "cuda":  # the others are checked on CUDA only: without it the kernel cannot run at all
         raise ValueError("the fragment kernel is Gluon, which Triton's interpreter does not run: it needs CUDA")
     k = w.in_features
@@ -114,5 +120,16 @@ def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device) -> N
                          f"of 16 x row_tiles x num_warps / k_warps up to {FRAGMENT_PAD}, block_m 8 or 16; got {cfg}")
     if cfg["zero_by_sum"] is None:
         cfg["zero_by_sum"] = 0 if w.symmetric else 1
+    if cfg["x_smem"] is None:
+        cfg["x_smem"] = 1 if k_warps == 1 else 0
+    if cfg["zero_by_sum"] not in (0, 1, 2) or cfg["x_smem"] not in (0, 1, 2):
+        raise ValueError(f"zero_by_sum takes None, 0 (per weight), 1 (sum(x) by mma per block) or 2 (sum(x) staged "
+                         f"once per program); x_smem 0, 1 (swizzled) or 2 (lane-major); got {cfg['zero_by_sum']!r}, "
+                         f"{cfg['x_smem']!r}")
+    if cfg["x_smem"] == 2 and cfg["block_m"] != 8:
+        raise ValueError(f"x_smem=2 (lane-major x in shared memory) is laid out for block_m 8, got {cfg['block_m']}")
+    if (cfg["zero_by_sum"] == 2 or cfg["x_smem"]) and k_warps != 1:
+        raise ValueError(f"zero_by_sum=2 and x_smem=1 stage x per program for one warp slot along K: k_warps must be "
+                         f"1, got {k_warps}")
     if not cfg["zero_by_sum"] and not w.symmetric:
         raise ValueError("zero_by_sum=0 (the zero point subtracted per weight) is for symmetric weights only")

@@ -16,7 +16,7 @@ from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 from triton.language.extra.cuda import gdc_launch_dependents
 
 from reference_impls.kernels.quant.triton_int4 import BLOCK_K
-from reference_impls.kernels.quant.triton_int4_fragment import FragmentInt4
+from reference_impls.kernels.quant.triton_int4_fragment import MAX_STAGED, FragmentInt4
 from reference_impls.kernels.quant.triton_int4_kernels import PLANES_BF16, PLANES_FP16
 
 # (OFFSET + q) * 1 - (OFFSET + 8), two weights per instruction: bf16 -136 = 0xC308, fp16 -1032 = 0xE408
@@ -103,14 +103,20 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
                          stride_ft, stride_sg, stride_zg, stride_dm, stride_ds, BLOCK_N: gl.constexpr,
                          BLOCK_M: gl.constexpr, ROW_TILES: gl.constexpr, K_WARPS: gl.constexpr,
                          GROUP_BLOCKS: gl.constexpr, SYMMETRIC: gl.constexpr, ZERO_BY_SUM: gl.constexpr,
-                         FP16: gl.constexpr, EVEN_N: gl.constexpr, EVEN_K: gl.constexpr, PDL: gl.constexpr):
+                         FP16: gl.constexpr, EVEN_N: gl.constexpr, EVEN_K: gl.constexpr, PDL: gl.constexpr,
+                         ZERO_FOLD: gl.constexpr = False, X_SMEM: gl.constexpr = False,
+                         SPLIT_BLOCKS: gl.constexpr = 1, X_LAYOUT: gl.constexpr = None,
+                         X_LAYOUT_ALL: gl.constexpr = None):
     """Grid (N / (ROW_TILES BLOCK_N), splits, M / BLOCK_M), Gluon: W is the mma A operand, loaded from fragment
     order straight into its registers (no shared memory, no barrier in the loop), x^T the B operand, shared by the
     ROW_TILES (1, 2) row tiles of BLOCK_N rows. K_WARPS warps walk K side by side (warp slot w takes blocks b + w),
     the others split BLOCK_N; their sums meet once, at the end (gl.sum). Per K-block: 4 nibble planes of OFFSET +
     code (a shift and a lop3 per two weights), d += q_j @ x_j; the zero point comes off per block (ZERO_BY_SUM:
     dx += 1 @ x_j on tensor cores, once for all row tiles; acc += s (d - (OFFSET + z) dx)) or per weight
-    (symmetric only: one packed fma per two weights). The next K-step's containers are loaded one step ahead."""
+    (symmetric only: one packed fma per two weights). The next K-step's containers are loaded one step ahead.
+    ZERO_FOLD / X_SMEM (K_WARPS 1; v7): sum(x) per K-block (ZERO_FOLD: dx without the ones mma) and x itself (X_SMEM:
+    the B operand read from shared memory instead of 16 global loads per block) are staged once per program for its
+    SPLIT_BLOCKS (>= blocks_per_split) blocks, behind one barrier."""
     if PDL:
         gdc_launch_dependents()
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[K_WARPS, gl.num_warps() // K_WARPS,
@@ -139,6 +145,9 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
     h2 = h
     if ROW_TILES == 2:
         h2 = gl.load(f_ptrs + next_tile, mask=first + slot_a < last, other=0)
+    if ZERO_FOLD or X_SMEM:
+        x_smem, xs_smem = stage_x(x_ptr, pid_m, M, K, stride_xm, first, last, ZERO_FOLD, X_SMEM, SPLIT_BLOCKS,
+                                  BLOCK_M, X_LAYOUT, X_LAYOUT_ALL)
     for b in range(first, last, K_WARPS):
         ahead = b + K_WARPS
         upcoming = gl.load(f_ptrs + (ahead - first) * 512, mask=ahead + slot_a < last, other=0)
@@ -147,7 +156,13 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
             upcoming2 = gl.load(f_ptrs + next_tile + (ahead - first) * 512, mask=ahead + slot_a < last, other=0)
         xb = x_ptrs + (b - first) * 128
         live_b = b + slot_b < last  # the warp slot's block is in this split
-        if EVEN_K:
+        if X_SMEM:
+            xblk = x_smem.index(b - first)
+            x0 = xblk.slice(0, 1, 0).load(b_layout)
+            x1 = xblk.slice(1, 1, 0).load(b_layout)
+            x2 = xblk.slice(2, 1, 0).load(b_layout)
+            x3 = xblk.slice(3, 1, 0).load(b_layout)
+        elif EVEN_K:
             x0 = gl.load(xb, mask=live_b, other=0.0)
             x1 = gl.load(xb + 32, mask=live_b, other=0.0)
             x2 = gl.load(xb + 64, mask=live_b, other=0.0)
@@ -158,23 +173,27 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
             x1 = gl.load(xb + 32, mask=live_b & (kk + 32 < K), other=0.0)
             x2 = gl.load(xb + 64, mask=live_b & (kk + 64 < K), other=0.0)
             x3 = gl.load(xb + 96, mask=live_b & (kk + 96 < K), other=0.0)
-        if ZERO_BY_SUM:
-            dx = gl.zeros([K_WARPS, BLOCK_N, BLOCK_M], gl.float32, mma)
-            dx = mma_v2(ones, x0, dx)
-            dx = mma_v2(ones, x1, dx)
-            dx = mma_v2(ones, x2, dx)
-            dx = mma_v2(ones, x3, dx)
+        if ZERO_FOLD:
+            zx = gl.expand_dims(xs_smem.index(b - first).load(gl.SliceLayout(0, mma)), 0)  # [1, 1, BLOCK_M]
+        else:
+            if ZERO_BY_SUM:
+                dx = gl.zeros([K_WARPS, BLOCK_N, BLOCK_M], gl.float32, mma)
+                dx = mma_v2(ones, x0, dx)
+                dx = mma_v2(ones, x1, dx)
+                dx = mma_v2(ones, x2, dx)
+                dx = mma_v2(ones, x3, dx)
+            zx = dx
         blk = b + slot_s
         live = blk < last
         if not EVEN_N:
             live = live & gl.expand_dims(n < N, 0)
-        acc = fragment_tile(acc, h, x0, x1, x2, x3, dx, s_ptr, z_ptr, blk, live, n, stride_sg, stride_zg,
+        acc = fragment_tile(acc, h, x0, x1, x2, x3, zx, s_ptr, z_ptr, blk, live, n, stride_sg, stride_zg,
                             GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16, mma)
         if ROW_TILES == 2:
             live2 = blk < last
             if not EVEN_N:
                 live2 = live2 & gl.expand_dims(n + BLOCK_N < N, 0)
-            acc2 = fragment_tile(acc2, h2, x0, x1, x2, x3, dx, s_ptr, z_ptr, blk, live2, n + BLOCK_N, stride_sg,
+            acc2 = fragment_tile(acc2, h2, x0, x1, x2, x3, zx, s_ptr, z_ptr, blk, live2, n + BLOCK_N, stride_sg,
                                  stride_zg, GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16, mma)
             h2 = upcoming2
         h = upcoming
@@ -183,6 +202,50 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
     if ROW_TILES == 2:
         fragment_store(acc2, dst_ptr, pid_n * BLOCK_N * ROW_TILES + BLOCK_N, pid_m, split, M, N, stride_dm,
                        stride_ds, BLOCK_N, BLOCK_M, mma)
+
+
+def x_smem_layouts(x_smem: int, split_blocks: int) -> tuple:
+    """Shared layouts of staged x (x_smem 1 swizzled, 2 lane-major): per block [4, 32, BLOCK_M] (the loop's view)
+    and the same bytes as [split_blocks, 4, 32, BLOCK_M] (the staging store's view). Lane-major (block_m 8): lane
+    4g + t' finds its 8 B-operand values of a plane (k = 2t' + {0, 1} + {0, 8} + {0, 16}, column g) in 16 bytes."""
+    if x_smem != 2:
+        return gl.SwizzledSharedLayout(2, 1, 8, [1, 2, 0]), gl.SwizzledSharedLayout(2, 1, 8, [2, 3, 1, 0])
+    per_block = [[0, 1, 0], [0, 8, 0], [0, 16, 0], [0, 2, 0], [0, 4, 0], [0, 0, 1], [0, 0, 2], [0, 0, 4], [1, 0, 0],
+                 [2, 0, 0]]
+    blocks = [[1 << i, 0, 0, 0] for i in range(max(0, split_blocks - 1).bit_length())]
+    return gl.SharedLinearLayout(per_block), gl.SharedLinearLayout([[0, *b] for b in per_block] + blocks)
+
+
+@gluon.jit
+def stage_x(x_ptr, pid_m, M, K, stride_xm, first, last, ZERO_FOLD: gl.constexpr, X_SMEM: gl.constexpr,
+            SPLIT_BLOCKS: gl.constexpr, BLOCK_M: gl.constexpr, X_LAYOUT: gl.constexpr, X_LAYOUT_ALL: gl.constexpr):
+    """x's K-blocks first .. last - 1 (columns = rows of x, repeated past M; zero past K) into shared memory, once
+    per program, in one load (warps split the blocks): x_smem [SPLIT_BLOCKS, 4, 32, BLOCK_M] (X_SMEM: plane j of
+    block i, X_LAYOUT per block) and xs_smem [SPLIT_BLOCKS, 1, BLOCK_M], sum(x) over each block in float32
+    (ZERO_FOLD). One barrier at the end."""
+    tile: gl.constexpr = gl.BlockedLayout([1, 4, 8, 1], [1, 1, 4, 8], [gl.num_warps(), 1, 1, 1], [2, 3, 1, 0])
+    c = gl.arange(0, SPLIT_BLOCKS, layout=gl.SliceLayout(1, gl.SliceLayout(2, gl.SliceLayout(3, tile))))
+    j = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(2, gl.SliceLayout(3, tile))))
+    kl = gl.arange(0, 32, layout=gl.SliceLayout(0, gl.SliceLayout(1, gl.SliceLayout(3, tile))))
+    cols = pid_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(0, gl.SliceLayout(1, gl.SliceLayout(
+        2, tile))))
+    b4 = first + gl.expand_dims(gl.expand_dims(gl.expand_dims(c, 1), 2), 3)  # [SPLIT_BLOCKS, 1, 1, 1]
+    k4 = b4 * 128 + (gl.expand_dims(gl.expand_dims(gl.expand_dims(j * 32, 0), 2), 3)
+                     + gl.expand_dims(gl.expand_dims(gl.expand_dims(kl, 0), 1), 3))  # [SPLIT_BLOCKS, 4, 32, 1]
+    col_off = gl.expand_dims(gl.expand_dims(gl.expand_dims(gl.minimum(cols, M - 1).to(gl.int64) * stride_xm, 0),
+                                            1), 2)  # [1, 1, 1, BLOCK_M]
+    xt = gl.load(x_ptr + k4 + col_off, mask=(b4 < last) & (k4 < K), other=0.0)
+    x_smem = gl.allocate_shared_memory(x_ptr.dtype.element_ty, [SPLIT_BLOCKS if X_SMEM else 1, 4, 32, BLOCK_M],
+                                       X_LAYOUT)
+    xs_smem = gl.allocate_shared_memory(gl.float32, [SPLIT_BLOCKS if ZERO_FOLD else 1, 1, BLOCK_M],
+                                        gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    if X_SMEM:
+        x_smem._reinterpret(x_ptr.dtype.element_ty, [SPLIT_BLOCKS, 4, 32, BLOCK_M], X_LAYOUT_ALL).store(xt)
+    if ZERO_FOLD:
+        xs_smem._reinterpret(gl.float32, [SPLIT_BLOCKS, 1, BLOCK_M], gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0])).store(
+            gl.expand_dims(gl.sum(gl.sum(xt.to(gl.float32), axis=2), axis=1), 1))
+    gl.thread_barrier()
+    return x_smem, xs_smem
 
 
 @gluon.jit
@@ -200,11 +263,21 @@ def fragment_store(acc, dst_ptr, row0, pid_m, split, M, N, stride_dm, stride_ds,
 
 def launch_fragment(x: Tensor, w: FragmentInt4, dst: Tensor, zero: Tensor, plan: dict, cfg: dict, group: int,
                     even: dict) -> None:
-    """One launch of int4_fragment_kernel over plan's grid, writing dst[split] (or y when stride 0 splits)."""
+    """One launch of int4_fragment_kernel over plan's grid, writing dst[split] (or y when stride 0 splits). Staging
+    (zero_by_sum 2, x_smem) takes splits of up to MAX_STAGED x elements; longer ones fall back to zero_by_sum 0
+    (symmetric) or 1 and x from global memory."""
+    split_blocks = 1 << max(0, int(plan["per_split"]) - 1).bit_length()
+    staged = split_blocks * BLOCK_K * cfg["block_m"] <= MAX_STAGED
+    fold, x_smem = cfg["zero_by_sum"] == 2 and staged, int(cfg["x_smem"]) if staged else 0
+    layouts = x_smem_layouts(x_smem, split_blocks) if fold or x_smem else (None, None)
+    if cfg["zero_by_sum"] == 2 and not fold:
+        cfg = cfg | {"zero_by_sum": 0 if w.symmetric else 1}
     int4_fragment_kernel[(plan["n_tiles"], plan["splits"], plan["m_tiles"])](
         x, w.frags, w.scale, zero, dst, x.shape[0], w.out_features, w.in_features, plan["blocks"], plan["per_split"],
         x.stride(0), w.frags.stride(0), w.scale.stride(0), zero.stride(0), dst.stride(-2),
         dst.stride(0) if plan["splits"] > 1 else 0, BLOCK_N=cfg["block_n"] // cfg["row_tiles"],
         BLOCK_M=cfg["block_m"], ROW_TILES=int(cfg["row_tiles"]), K_WARPS=int(cfg["k_warps"]),
         GROUP_BLOCKS=group // BLOCK_K, ZERO_BY_SUM=bool(cfg["zero_by_sum"]), FP16=x.dtype == torch.float16,
+        ZERO_FOLD=fold, X_SMEM=x_smem, SPLIT_BLOCKS=split_blocks if fold or x_smem else 1,
+        X_LAYOUT=layouts[0], X_LAYOUT_ALL=layouts[1],
         num_warps=cfg["num_warps"], **even)
