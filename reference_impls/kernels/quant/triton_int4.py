@@ -82,6 +82,16 @@ class PackedInt4:
         return int(sum(t.numel() * t.element_size() for t in parts))
 
 
+def check_activation(x: Tensor, in_features: int, weight_device: torch.device) -> None:
+    """x fits a packed W4A16 weight: its K, a 16-bit dtype, the weight's device; else a ValueError saying which."""
+    if x.shape[-1] != in_features:
+        raise ValueError(f"x has K = {x.shape[-1]}, the weight has {in_features} input features")
+    if x.dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"x must be bfloat16 or float16 (W4A16), got {x.dtype}")
+    if weight_device != x.device:
+        raise ValueError(f"x is on {x.device}, the weight on {weight_device}")
+
+
 def check_group_size(group_size: int, k: int) -> None:
     if not isinstance(group_size, int) or group_size < 1 or (
             group_size < k and group_size not in (32, 64) and group_size % BLOCK_K):
@@ -185,12 +195,7 @@ def int4_matmul(x: Tensor, w: PackedInt4, kernel: str = "auto", **config: int) -
     kernel: "auto" (choose_kernel by the rows of x), "mma" or "gemv". `config` overrides that kernel's
     defaults: block_n, num_warps, num_stages, splits (0 = auto_splits), and block_m (mma) or prefetch (gemv: K-blocks
     loaded ahead into registers, 0..3). The gemv kernel needs an even N (it reads containers in pairs)."""
-    if x.shape[-1] != w.in_features:
-        raise ValueError(f"x has K = {x.shape[-1]}, the weight has {w.in_features} input features")
-    if x.dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"x must be bfloat16 or float16 (W4A16), got {x.dtype}")
-    if w.qweight.device != x.device:
-        raise ValueError(f"x is on {x.device}, the weight on {w.qweight.device}")
+    check_activation(x, w.in_features, w.qweight.device)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, w.in_features)
     if x2.stride(1) != 1:

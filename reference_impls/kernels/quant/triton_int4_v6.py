@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor
 
-from reference_impls.kernels.quant.triton_int4 import ACTIVATION_DTYPES, BLOCK_K, H100_SMS, PackedInt4, _sm_count
+from reference_impls.kernels.quant.triton_int4 import BLOCK_K, H100_SMS, PackedInt4, _sm_count, check_activation
 from reference_impls.kernels.quant.triton_int4_fragment import (
     FragmentInt4,
     check_fragment_config,
@@ -72,12 +72,7 @@ def default_config(kernel: str, m: int) -> dict:
 
 
 def _check_inputs(x: Tensor, w: PackedInt4 | FragmentInt4, kernel: str, config: dict) -> dict:
-    if x.shape[-1] != w.in_features:
-        raise ValueError(f"x has K = {x.shape[-1]}, the weight has {w.in_features} input features")
-    if x.dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"x must be bfloat16 or float16 (W4A16), got {x.dtype}")
-    if w.scale.device != x.device:
-        raise ValueError(f"x is on {x.device}, the weight on {w.scale.device}")
+    check_activation(x, w.in_features, w.scale.device)
     if kernel == "auto":
         kernel = "fragment" if isinstance(w, FragmentInt4) else "mma"
     if kernel not in ("mma", "fragment"):
