@@ -35,11 +35,14 @@ from reference_impls.kernels.quant import triton_int4_fragment as frag  # noqa: 
 from reference_impls.kernels.quant import triton_int4_stream as st  # noqa: E402
 from reference_impls.kernels.quant import triton_int4_v6 as v6  # noqa: E402
 
-STREAM_SWEEP = {"w8 r8 x2": {}, "w8 r8 x2 no-pdl": {"pdl": 0}, "w8 r4 x2": {"ring": 4}, "w8 r6 x2": {"ring": 6},
-                "w4 r8 x4": {"num_warps": 4, "ring": 8, "ctas_per_sm": 4},
-                "w4 r6 x4": {"num_warps": 4, "ring": 6, "ctas_per_sm": 4},
-                "w16 r4 x1": {"num_warps": 16, "ring": 4, "ctas_per_sm": 1},
-                "probe1 no-fixup": {"probe": 1}, "probe2 no-x-loads": {"probe": 2}}
+STREAM_SWEEP = {"w8 r8 x2": {}, "w4 r6 x4": {"num_warps": 4, "ring": 6, "ctas_per_sm": 4}}
+STAGED = {"w_smem": 1}
+STAGED_SWEEP = {"staged bn64": STAGED, "staged bn32 w2": STAGED | {"block_n": 32, "num_warps": 2},
+                "staged bn64 2x-splits": STAGED | {"splits": 2.0},
+                "staged bn32 w2 2x-splits": STAGED | {"block_n": 32, "num_warps": 2, "splits": 2.0},
+                "staged bn32 w2 0.5x-splits": STAGED | {"block_n": 32, "num_warps": 2, "splits": 0.5},
+                "staged bn128 w8 2x-splits": STAGED | {"block_n": 128, "num_warps": 8, "splits": 2.0},
+                "staged bn16 w1": STAGED | {"block_n": 16, "num_warps": 1}}
 BATCHES = (1, 2, 4, 8)
 LOG: list[str] = []
 
@@ -92,8 +95,54 @@ def check() -> bool:
             f"{plan['stages']} stages): err {err:.2e} (dtype rounding {floor:.2e}), repeat "
             f"{'equal' if torch.equal(y, again) else 'DIFFERS'}, counters {'0' if clear else 'NOT 0'} "
             f"{'ok' if passed else 'FAILED'}")
+    staged_cases = [  # (m, n, k, symmetric, dtype, group, config)
+        (1, 4096, 14336, True, torch.bfloat16, 128, STAGED),
+        (1, 4096, 4096, False, torch.bfloat16, 128, STAGED),
+        (8, 14336, 4096, True, torch.bfloat16, 128, STAGED | {"block_n": 32, "num_warps": 2}),
+        (3, 1000, 1000, True, torch.float16, 128, STAGED | {"splits": 3}),
+        (5, 1000, 4104, False, torch.float16, 4104, STAGED | {"block_n": 32, "num_warps": 2}),
+        (2, 334, 4100, False, torch.bfloat16, 256, STAGED | {"splits": 5}),
+        (1, 4096, 14336, True, torch.bfloat16, 128, STAGED | {"block_n": 128, "num_warps": 8, "splits": 32}),
+        (7, 4100, 4104, True, torch.bfloat16, 128, STAGED | {"block_n": 16, "num_warps": 1}),
+    ]
+    for m, n, k, sym, dtype, group, cfg in staged_cases:
+        w = random_int4(n, k, sym, group=group)
+        x = torch.randn(m, k, device="cuda").to(dtype)
+        ref = x.double() @ t4.dequantize_int4(w).t()
+        wf = frag.pack_fragments(w)
+        try:
+            y = v6.int4_matmul_v6(x, wf, "fragment", **cfg)
+            again = v6.int4_matmul_v6(x, wf, "fragment", **cfg)
+        except Exception as exc:  # noqa: BLE001
+            say(f"check staged {cfg} M={m} N={n} K={k}: FAILED {type(exc).__name__}: {exc}"[:800])
+            ok = False
+            continue
+        err, floor = rel_error(y, ref), rel_error(ref.to(dtype), ref)
+        passed = err <= 2 * floor + 1e-4 and torch.equal(y, again)
+        ok &= passed
+        say(f"check staged {cfg} M={m} N={n} K={k} sym={sym} {dtype} g{group}: err {err:.2e} (dtype rounding "
+            f"{floor:.2e}) {'ok' if passed else 'FAILED'}")
     w = frag.pack_fragments(random_int4(4096, 14336, True))
     x = torch.randn(1, 14336, device="cuda", dtype=torch.bfloat16)
+    try:
+        eager = v6.int4_matmul_v6(x, w, "fragment", **STAGED)
+        box = []
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            v6.int4_matmul_v6(x, w, "fragment", **STAGED)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            box.append(v6.int4_matmul_v6(x, w, "fragment", **STAGED))
+        graph.replay()
+        torch.cuda.synchronize()
+        same = torch.equal(box[0], eager)
+    except Exception as exc:  # noqa: BLE001
+        say(f"check staged graph: FAILED {type(exc).__name__}: {exc}"[:600])
+        same = False
+    ok &= same
+    say(f"check staged (pdl) in a CUDA graph equals eager: {'ok' if same else 'FAILED'}")
     try:
         eager = v6.int4_matmul_v6(x, w, "stream")
         side = torch.cuda.Stream()
@@ -142,6 +191,13 @@ def shape_rows(n: int, k: int, rounds: int, rows: list[dict]) -> None:
         for name, cfg in sweep.items():
             entries[f"stream {name}"] = lambda m=m, cfg=cfg: sets.us(
                 lambda a, w: v6.int4_matmul_v6(a, w, "stream", **cfg), m, True)
+        for name, cfg in STAGED_SWEEP.items():
+            if "splits" in cfg:  # a multiple of the planned count for the config's block_n and warps
+                base = v6.default_config("fragment", m) | {key: v for key, v in cfg.items() if key != "splits"}
+                cfg = cfg | {"splits": max(1, round(v6.launch_plan("fragment", m, n, k, base, 132)["splits"]
+                                                    * cfg["splits"]))}
+            entries[name] = lambda m=m, cfg=cfg: sets.us(
+                lambda a, w: v6.int4_matmul_v6(a, w, "fragment", **cfg), m, True)
         samples = timed(entries, rounds)
         row = {"n": n, "k": k, "m": m, "rounds": rounds}
         for name, values in samples.items():

@@ -134,14 +134,79 @@ def ncu_launches() -> None:
     torch.cuda.profiler.stop()
 
 
+def ncu_stream_launches() -> None:
+    """One profiled launch of the stream kernel (v8) in its default config and with 16 warps, 1 program per SM."""
+    n, k = SHAPES[0]
+    sets = Sets(n, k, (1,))
+    calls = [lambda: v6.int4_matmul_v6(sets.x[1], sets.frags[0], "stream"),
+             lambda: v6.int4_matmul_v6(sets.x[1], sets.frags[1], "stream", num_warps=16, ring=4, ctas_per_sm=1)]
+    for call in calls:
+        call()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    for call in calls:
+        call()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+
+
+def hot_instructions(csv_path: Path, top: int = 40) -> str:
+    """The `top` SASS instructions by warp-stall samples from ncu's source page (--csv --print-source sass), with
+    each one's largest stall reasons."""
+    import csv as csvlib
+
+    lines, kernel = [], None
+    rows: list[dict] = []
+    with open(csv_path) as f:
+        reader = csvlib.reader(f)
+        header = None
+        for rec in reader:
+            if rec and rec[0] == "Kernel Name":
+                if header and rows:
+                    lines += _hot(kernel, header, rows, top)
+                kernel, header, rows = rec[1], None, []
+            elif rec and rec[0] == "Address":
+                header = rec
+            elif header and rec:
+                rows.append(dict(zip(header, rec, strict=False)))
+    if header and rows:
+        lines += _hot(kernel, header, rows, top)
+    return "\n".join(lines)
+
+
+def _hot(kernel: str, header: list[str], rows: list[dict], top: int) -> list[str]:
+    def num(v: str) -> float:
+        try:
+            return float(v.replace(",", ""))
+        except ValueError:
+            return 0.0
+
+    stalls = [h for h in header if h.startswith("stall_") and "Not Issued" not in h]
+    total = sum(num(r.get("Warp Stall Sampling (All Samples)", "0")) for r in rows)
+    out = [f"== {kernel}: {len(rows)} instructions, {total:.0f} samples; by reason: " + ", ".join(
+        f"{h[6:]} {sum(num(r[h]) for r in rows) / max(total, 1) * 100:.0f}%" for h in stalls
+        if sum(num(r[h]) for r in rows) / max(total, 1) > 0.01)]
+    for r in sorted(rows, key=lambda r: -num(r.get("Warp Stall Sampling (All Samples)", "0")))[:top]:
+        samples = num(r.get("Warp Stall Sampling (All Samples)", "0"))
+        why = sorted(((num(r[h]), h[6:]) for h in stalls), reverse=True)[:3]
+        out.append(f"{r['Address']:>6} {samples / max(total, 1) * 100:5.1f}% {r['Source'][:70]:70s} "
+                   + " ".join(f"{name}:{v:.0f}" for v, name in why if v))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("results/profile-int4"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ncu", action="store_true", help="one profiled launch of each kernel (run under ncu)")
+    parser.add_argument("--ncu-stream", action="store_true", help="the same for the stream kernel (v8)")
+    parser.add_argument("--hot", type=Path, help="print the hottest instructions of an ncu source-page csv")
     args = parser.parse_args()
-    if args.ncu:
-        ncu_launches()
+    if args.hot:
+        print(hot_instructions(args.hot))
+        return
+    if args.ncu or args.ncu_stream:
+        ncu_stream_launches() if args.ncu_stream else ncu_launches()
         return
     args.out.mkdir(parents=True, exist_ok=True)
     timings(args.out, args.rounds)
