@@ -3,6 +3,8 @@
     PYTHONPATH=. python scripts/profile_int4.py --out DIR            # timings (graph replay, as bench_int4_v6)
     ncu --clock-control none --profile-from-start off --set full -o DIR/prof \\
         python scripts/profile_int4.py --ncu                          # one launch of each kernel, profiled
+    ncu -i DIR/prof.ncu-rep --page source --csv --print-source sass > DIR/sass.csv
+    python scripts/profile_int4.py --hot DIR/sass.csv                 # hottest instructions and their stalls
 
 Timings, per shape, each the median of `--rounds` interleaved rounds: bf16 F.linear, the read floor kernel at
 several bytes-in-flight per program (how much memory-level parallelism a 30 MB stream needs on this GPU), the
@@ -134,22 +136,6 @@ def ncu_launches() -> None:
     torch.cuda.profiler.stop()
 
 
-def ncu_stream_launches() -> None:
-    """One profiled launch of the stream kernel (v8) in its default config and with 16 warps, 1 program per SM."""
-    n, k = SHAPES[0]
-    sets = Sets(n, k, (1,))
-    calls = [lambda: v6.int4_matmul_v6(sets.x[1], sets.frags[0], "stream"),
-             lambda: v6.int4_matmul_v6(sets.x[1], sets.frags[1], "stream", num_warps=16, ring=4, ctas_per_sm=1)]
-    for call in calls:
-        call()
-    torch.cuda.synchronize()
-    torch.cuda.profiler.start()
-    for call in calls:
-        call()
-    torch.cuda.synchronize()
-    torch.cuda.profiler.stop()
-
-
 def hot_instructions(csv_path: Path, top: int = 40) -> str:
     """The `top` SASS instructions by warp-stall samples from ncu's source page (--csv --print-source sass), with
     each one's largest stall reasons."""
@@ -199,14 +185,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/profile-int4"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ncu", action="store_true", help="one profiled launch of each kernel (run under ncu)")
-    parser.add_argument("--ncu-stream", action="store_true", help="the same for the stream kernel (v8)")
     parser.add_argument("--hot", type=Path, help="print the hottest instructions of an ncu source-page csv")
     args = parser.parse_args()
     if args.hot:
         print(hot_instructions(args.hot))
         return
-    if args.ncu or args.ncu_stream:
-        ncu_stream_launches() if args.ncu_stream else ncu_launches()
+    if args.ncu:
+        ncu_launches()
         return
     args.out.mkdir(parents=True, exist_ok=True)
     timings(args.out, args.rounds)

@@ -24,10 +24,8 @@ TILE = 512  # int16 containers per (16 rows, 128 k) tile: 32 lanes x 16
 MAX_M = 8  # largest batch the fragment kernel is meant for (at M = 16 mma is 1.4-2.7x faster: NOTES.md)
 FRAGMENT_CONFIG = {"block_n": 64, "block_m": 8, "num_warps": 4, "k_warps": 1, "row_tiles": 1, "splits": 0, "pdl": 1,
                    "zero_by_sum": None,  # None: per weight when symmetric (measured faster), else per block
-                   "x_smem": None,  # x staged in shared memory once per program (v7): 0 off, 1 swizzled,
-                   # 2 lane-major; None: 1 when k_warps is 1 (measured faster: v6/v7_log.txt), else 0
-                   "w_smem": 0}  # 1: the split's weights copied into shared memory at the start (v8, cp.async;
-# k_warps 1, row_tiles 1, x from global memory; a split over 48 KB takes the register path)
+                   "x_smem": None}  # x staged in shared memory once per program (v7): 0 off, 1 swizzled,
+# 2 lane-major; None: 1 when k_warps is 1 (measured faster: v6/v7_log.txt), else 0
 MAX_STAGED = 16384  # zero_by_sum 2 / x_smem load at most this many x elements (pow2(K-blocks) x 128 x block_m) at
 # once per program to stage them (16 blocks at block_m 8); past it, a launch falls back to the unstaged loop
 
@@ -124,9 +122,6 @@ def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device) -> N
         cfg["zero_by_sum"] = 0 if w.symmetric else 1
     if cfg["x_smem"] is None:
         cfg["x_smem"] = 1 if k_warps == 1 else 0
-    if cfg["w_smem"] not in (0, 1):
-        raise ValueError(f"w_smem takes 0 (weights through registers) or 1 (staged in shared memory), got "
-                         f"{cfg['w_smem']!r}")
     if cfg["zero_by_sum"] not in (0, 1, 2) or cfg["x_smem"] not in (0, 1, 2):
         raise ValueError(f"zero_by_sum takes None, 0 (per weight), 1 (sum(x) by mma per block) or 2 (sum(x) staged "
                          f"once per program); x_smem 0, 1 (swizzled) or 2 (lane-major); got {cfg['zero_by_sum']!r}, "

@@ -74,47 +74,28 @@ def fragment_planes(h, FP16: gl.constexpr, SUB8: gl.constexpr):
 
 
 @gluon.jit
-def fragment_scales(s_ptr, z_ptr, blk, live, n, stride_sg, stride_zg, GROUP_BLOCKS: gl.constexpr,
-                    SYMMETRIC: gl.constexpr, ZERO_BY_SUM: gl.constexpr, FP16: gl.constexpr):
-    """Scales [K_WARPS, R] (float32) of rows n over blocks blk (masked by live), and -(OFFSET + z) for the zero
-    point by block (ZERO_BY_SUM; else the scales again, unused). The loop loads them one K-step ahead with the
-    containers: loaded in the step that used them (v7) they were the kernel's main stall (ncu, v8/NOTES.md)."""
+def fragment_tile(acc, h, x0, x1, x2, x3, dx, s_ptr, z_ptr, blk, live, n, stride_sg, stride_zg,
+                  GROUP_BLOCKS: gl.constexpr, SYMMETRIC: gl.constexpr, ZERO_BY_SUM: gl.constexpr,
+                  FP16: gl.constexpr, layout: gl.constexpr):
+    """acc [K_WARPS, R, BLOCK_M] += s * (q - z) @ x over one K-block per warp slot (blk [K_WARPS, 1]; live: its
+    mask), for the rows n of containers h."""
     offset: gl.constexpr = 1024.0 if FP16 else 128.0
-    group = 0 if GROUP_BLOCKS == 0 else blk // GROUP_BLOCKS
-    s = gl.load(s_ptr + group * stride_sg + gl.expand_dims(n, 0), mask=live, other=0.0).to(gl.float32)
-    negz = s
-    if ZERO_BY_SUM:
-        if SYMMETRIC:
-            negz = gl.full(s.shape, -(offset + 8.0), gl.float32, s.type.layout)
-        else:
-            negz = -(gl.load(z_ptr + group * stride_zg + gl.expand_dims(n, 0), mask=live, other=0).to(gl.float32)
-                     + offset)
-    return s, negz
-
-
-@gluon.jit
-def fragment_tile(acc, h, x0, x1, x2, x3, dx, s, negz, ZERO_BY_SUM: gl.constexpr, FP16: gl.constexpr,
-                  layout: gl.constexpr):
-    """acc [K_WARPS, R, BLOCK_M] += s * (q - z) @ x over one K-block per warp slot, for containers h, with the
-    scales s and -(OFFSET + z) negz from fragment_scales."""
     q0, q1, q2, q3 = fragment_planes(h, FP16, not ZERO_BY_SUM)
     d = gl.zeros(acc.shape, gl.float32, layout)
     d = mma_v2(q0, x0, d)
     d = mma_v2(q1, x1, d)
     d = mma_v2(q2, x2, d)
     d = mma_v2(q3, x3, d)
+    group = 0 if GROUP_BLOCKS == 0 else blk // GROUP_BLOCKS
+    s = gl.load(s_ptr + group * stride_sg + gl.expand_dims(n, 0), mask=live, other=0.0).to(gl.float32)
     if ZERO_BY_SUM:
+        if SYMMETRIC:
+            negz = gl.full(s.shape, -(offset + 8.0), gl.float32, s.type.layout)
+        else:
+            negz = -(gl.load(z_ptr + group * stride_zg + gl.expand_dims(n, 0), mask=live, other=0).to(gl.float32)
+                     + offset)
         d = d + gl.expand_dims(negz, 2) * dx
     return acc + gl.expand_dims(s, 2) * d
-
-
-@gluon.jit
-def block_live(blk, last, n, N, EVEN_N: gl.constexpr):
-    """Mask [K_WARPS, R] of the warp slots' blocks that are in the split (blk < last) and rows that are in N."""
-    live = blk < last
-    if not EVEN_N:
-        live = live & gl.expand_dims(n < N, 0)
-    return live
 
 
 @gluon.jit
@@ -164,13 +145,6 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
     h2 = h
     if ROW_TILES == 2:
         h2 = gl.load(f_ptrs + next_tile, mask=first + slot_a < last, other=0)
-    s1, z1 = fragment_scales(s_ptr, z_ptr, first + slot_s, block_live(first + slot_s, last, n, N, EVEN_N), n,
-                             stride_sg, stride_zg, GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16)
-    s2, z2 = s1, z1
-    if ROW_TILES == 2:
-        s2, z2 = fragment_scales(s_ptr, z_ptr, first + slot_s, block_live(first + slot_s, last, n + BLOCK_N, N,
-                                                                          EVEN_N), n + BLOCK_N, stride_sg,
-                                 stride_zg, GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16)
     if ZERO_FOLD or X_SMEM:
         x_smem, xs_smem = stage_x(x_ptr, pid_m, M, K, stride_xm, first, last, ZERO_FOLD, X_SMEM, SPLIT_BLOCKS,
                                   BLOCK_M, X_LAYOUT, X_LAYOUT_ALL)
@@ -180,13 +154,6 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
         upcoming2 = upcoming
         if ROW_TILES == 2:
             upcoming2 = gl.load(f_ptrs + next_tile + (ahead - first) * 512, mask=ahead + slot_a < last, other=0)
-        s1_up, z1_up = fragment_scales(s_ptr, z_ptr, ahead + slot_s, block_live(ahead + slot_s, last, n, N, EVEN_N),
-                                       n, stride_sg, stride_zg, GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16)
-        s2_up, z2_up = s1_up, z1_up
-        if ROW_TILES == 2:
-            s2_up, z2_up = fragment_scales(s_ptr, z_ptr, ahead + slot_s, block_live(
-                ahead + slot_s, last, n + BLOCK_N, N, EVEN_N), n + BLOCK_N, stride_sg, stride_zg, GROUP_BLOCKS,
-                SYMMETRIC, ZERO_BY_SUM, FP16)
         xb = x_ptrs + (b - first) * 128
         live_b = b + slot_b < last  # the warp slot's block is in this split
         if X_SMEM:
@@ -216,12 +183,20 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
                 dx = mma_v2(ones, x2, dx)
                 dx = mma_v2(ones, x3, dx)
             zx = dx
-        acc = fragment_tile(acc, h, x0, x1, x2, x3, zx, s1, z1, ZERO_BY_SUM, FP16, mma)
+        blk = b + slot_s
+        live = blk < last
+        if not EVEN_N:
+            live = live & gl.expand_dims(n < N, 0)
+        acc = fragment_tile(acc, h, x0, x1, x2, x3, zx, s_ptr, z_ptr, blk, live, n, stride_sg, stride_zg,
+                            GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16, mma)
         if ROW_TILES == 2:
-            acc2 = fragment_tile(acc2, h2, x0, x1, x2, x3, zx, s2, z2, ZERO_BY_SUM, FP16, mma)
+            live2 = blk < last
+            if not EVEN_N:
+                live2 = live2 & gl.expand_dims(n + BLOCK_N < N, 0)
+            acc2 = fragment_tile(acc2, h2, x0, x1, x2, x3, zx, s_ptr, z_ptr, blk, live2, n + BLOCK_N, stride_sg,
+                                 stride_zg, GROUP_BLOCKS, SYMMETRIC, ZERO_BY_SUM, FP16, mma)
             h2 = upcoming2
         h = upcoming
-        s1, z1, s2, z2 = s1_up, z1_up, s2_up, z2_up
     fragment_store(acc, dst_ptr, pid_n * BLOCK_N * ROW_TILES, pid_m, split, M, N, stride_dm, stride_ds, BLOCK_N,
                    BLOCK_M, mma)
     if ROW_TILES == 2:
@@ -291,15 +266,6 @@ def launch_fragment(x: Tensor, w: FragmentInt4, dst: Tensor, zero: Tensor, plan:
     """One launch of int4_fragment_kernel over plan's grid, writing dst[split] (or y when stride 0 splits). Staging
     (zero_by_sum 2, x_smem) takes splits of up to MAX_STAGED x elements; longer ones fall back to zero_by_sum 0
     (symmetric) or 1 and x from global memory."""
-    if cfg.get("w_smem"):
-        from reference_impls.kernels.quant.triton_int4_fragment_staged_kernel import (
-            launch_fragment_staged,
-            staged_fits,
-        )
-
-        if staged_fits(plan, cfg):
-            launch_fragment_staged(x, w, dst, zero, plan, cfg, group, even)
-            return
     split_blocks = 1 << max(0, int(plan["per_split"]) - 1).bit_length()
     staged = split_blocks * BLOCK_K * cfg["block_m"] <= MAX_STAGED
     fold, x_smem = cfg["zero_by_sum"] == 2 and staged, int(cfg["x_smem"]) if staged else 0

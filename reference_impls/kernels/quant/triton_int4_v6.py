@@ -39,7 +39,6 @@ from reference_impls.kernels.quant.triton_int4_fragment import (
     check_fragment_config,
     default_fragment_config,
 )
-from reference_impls.kernels.quant.triton_int4_stream import STREAM_CONFIG, check_stream_config
 
 # plan_splits splits K until tiles x splits reach this many programs per SM (H100, bench_int4_v6.py: the mma kernel
 # is fastest at v5's 4 even with the cheaper reduction; the fragment kernel, 56 registers and no shared memory, at 8)
@@ -69,8 +68,6 @@ def default_config(kernel: str, m: int) -> dict:
     """The kernel's default config for m rows of x (int4_matmul_v6's `config` overrides it)."""
     if kernel == "fragment":
         return default_fragment_config(m)
-    if kernel == "stream":
-        return dict(STREAM_CONFIG)
     return dict(next(cfg for largest, cfg in MMA_CONFIGS if largest is None or m <= largest))
 
 
@@ -78,11 +75,11 @@ def _check_inputs(x: Tensor, w: PackedInt4 | FragmentInt4, kernel: str, config: 
     check_activation(x, w.in_features, w.scale.device)
     if kernel == "auto":
         kernel = "fragment" if isinstance(w, FragmentInt4) else "mma"
-    if kernel not in ("mma", "fragment", "stream"):
-        raise ValueError(f"kernel must be 'auto', 'mma', 'fragment' or 'stream', got {kernel!r}")
-    if (kernel in ("fragment", "stream")) != isinstance(w, FragmentInt4):
-        raise ValueError(f"kernels 'fragment' and 'stream' take a FragmentInt4 (pack_fragments), 'mma' a PackedInt4; "
-                         f"got kernel {kernel!r} with {type(w).__name__}")
+    if kernel not in ("mma", "fragment"):
+        raise ValueError(f"kernel must be 'auto', 'mma' or 'fragment', got {kernel!r}")
+    if (kernel == "fragment") != isinstance(w, FragmentInt4):
+        raise ValueError(f"kernel 'fragment' takes a FragmentInt4 (pack_fragments), the others a PackedInt4; got "
+                         f"kernel {kernel!r} with {type(w).__name__}")
     cfg = default_config(kernel, math.prod(x.shape[:-1]))
     unknown = set(config) - set(cfg)
     if unknown:
@@ -92,9 +89,6 @@ def _check_inputs(x: Tensor, w: PackedInt4 | FragmentInt4, kernel: str, config: 
     n = w.out_features
     if cfg.get("tma") and (n % 8 or w.qweight.stride(1) != 1):
         raise ValueError(f"tma needs contiguous containers with N % 8 == 0 (16-byte rows); got N = {n}")
-    if kernel == "stream":
-        check_stream_config(cfg, w, math.prod(x.shape[:-1]), x.device)
-        return cfg
     if int(cfg["splits"]) < 0:
         raise ValueError(f"splits must be >= 0 (0: plan_splits), got {cfg['splits']!r}")
     if kernel == "fragment":
@@ -144,12 +138,6 @@ def _launch(kernel: str, x: Tensor, w: PackedInt4 | FragmentInt4, out: Tensor, c
 
     cuda = x.device.type == "cuda"
     m, n, k = x.shape[0], w.out_features, w.in_features
-    if kernel == "stream":
-        from reference_impls.kernels.quant.triton_int4_stream_kernel import launch_stream
-
-        group_size = min(w.group_size, k)
-        launch_stream(x, w, out, cfg, 0 if group_size >= k else group_size, _sm_count(x.device.index or 0))
-        return
     plan = launch_plan(kernel, m, n, k, cfg, _sm_count(x.device.index or 0) if cuda else H100_SMS)
     splits = plan["splits"]
     pdl = bool(cfg["pdl"]) and cuda and splits > 1 and _pdl_capable(x.device.index or 0)
