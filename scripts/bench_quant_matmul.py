@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import statistics
@@ -280,9 +281,10 @@ SWEEP_MMA = [dict(block_m=16, block_n=bn, num_warps=w, num_stages=st) for bn, w,
 SWEEP_SPLITS = (0, 1, 2, 4, 8, 16)
 
 
-def read_floor(nbytes: int) -> tuple[float, float]:
-    """Seconds to stream `nbytes` through the GPU, timed like the kernels (graph, rotating sets >= ROTATE_BYTES):
-    (a Triton kernel that only reads them, torch copy of nbytes / 2 -> nbytes / 2: the same traffic)."""
+@functools.cache
+def read_kernel():
+    """The Triton kernel behind read_floor: each program reads PER x BLOCK int32, all loads independent (in flight
+    at once), and stores their xor. Built on first use, so that importing this script needs no triton."""
     import triton
     import triton.language as tl
 
@@ -295,14 +297,22 @@ def read_floor(nbytes: int) -> tuple[float, float]:
             acc ^= tl.load(src + off, mask=off < n, other=0)
         tl.store(dst + tl.program_id(0), tl.sum(acc, 0))
 
+    return read_kernel
+
+
+def read_floor(nbytes: int, block: int = 1024, per: int = 4, warps: int = 4, copy: bool = True) -> tuple[float, float]:
+    """Seconds to stream `nbytes` through the GPU, timed like the kernels (graph, rotating sets >= ROTATE_BYTES):
+    (a Triton kernel that only reads them, per x block int32 per program, all in flight at once; torch copy of
+    nbytes / 2 -> nbytes / 2, the same traffic, or nan when not `copy`)."""
     words = nbytes // 4
     sets = [torch.randint(-2**30, 2**30, (words,), dtype=torch.int32, device="cuda")
             for _ in range(math.ceil(ROTATE_BYTES / nbytes))]
-    block, per = 1024, 4
     grid = math.ceil(words / (block * per))
     dst = torch.empty(grid, dtype=torch.int32, device="cuda")
-    t_read = time_per_call(lambda i: read_kernel[(grid,)](sets[i], dst, words, BLOCK=block, PER=per, num_warps=4),
-                           len(sets))
+    t_read = time_per_call(lambda i: read_kernel()[(grid,)](sets[i], dst, words, BLOCK=block, PER=per,
+                                                          num_warps=warps), len(sets))
+    if not copy:
+        return t_read, float("nan")
     halves = [s[: words // 2] for s in sets]
     out = torch.empty(words // 2, dtype=torch.int32, device="cuda")
     t_copy = time_per_call(lambda i: out.copy_(halves[i]), len(sets))

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_int4_v6 import Sets  # noqa: E402
-from bench_quant_matmul import time_per_call  # noqa: E402
+from bench_quant_matmul import read_floor, read_kernel, time_per_call  # noqa: E402
 
 from reference_impls.kernels.quant import triton_int4_v6 as v6  # noqa: E402
 
@@ -34,25 +32,9 @@ SHAPES = [(4096, 14336), (14336, 4096)]
 ROTATE = 200 * 2**20
 
 
-@triton.jit
-def read_kernel(src, dst, n, BLOCK: tl.constexpr, PER: tl.constexpr):
-    """Read PER x BLOCK int32 per program, all loads independent (PER x BLOCK x 4 bytes in flight)."""
-    base = tl.program_id(0).to(tl.int64) * BLOCK * PER
-    acc = tl.zeros([BLOCK], tl.int32)
-    for i in tl.static_range(PER):
-        off = base + i * BLOCK + tl.arange(0, BLOCK)
-        acc ^= tl.load(src + off, mask=off < n, other=0)
-    tl.store(dst + tl.program_id(0), tl.sum(acc, 0))
-
-
 def read_entry(nbytes: int, block: int, per: int, warps: int):
-    words = nbytes // 4
-    sets = [torch.randint(-2**30, 2**30, (words,), dtype=torch.int32, device="cuda")
-            for _ in range(math.ceil(ROTATE / nbytes))]
-    grid = math.ceil(words / (block * per))
-    dst = torch.empty(grid, dtype=torch.int32, device="cuda")
-    return lambda: time_per_call(lambda i: read_kernel[(grid,)](sets[i], dst, words, BLOCK=block, PER=per,
-                                                                num_warps=warps), len(sets)) * 1e6
+    """The read floor (bench_quant_matmul.read_floor) with per x block int32 in flight per program, in us."""
+    return lambda: read_floor(nbytes, block, per, warps, copy=False)[0] * 1e6
 
 
 def parts(sets: Sets, m: int):
@@ -125,7 +107,7 @@ def ncu_launches() -> None:
     grid = math.ceil(words / 4096)
     dst = torch.empty(grid, dtype=torch.int32, device="cuda")
     calls = [lambda: F.linear(sets.x[1], sets.bf16[0]), lambda: full(1), lambda: partial(2), lambda: summed(2),
-             lambda: read_kernel[(grid,)](src, dst, words, BLOCK=1024, PER=4, num_warps=4)]
+             lambda: read_kernel()[(grid,)](src, dst, words, BLOCK=1024, PER=4, num_warps=4)]
     for call in calls:
         call()
     torch.cuda.synchronize()
