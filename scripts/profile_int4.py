@@ -29,7 +29,6 @@ from bench_quant_matmul import read_floor, read_kernel, time_per_call  # noqa: E
 from reference_impls.kernels.quant import triton_int4_v6 as v6  # noqa: E402
 
 SHAPES = [(4096, 14336), (14336, 4096)]
-ROTATE = 200 * 2**20
 
 
 def read_entry(nbytes: int, block: int, per: int, warps: int):
