@@ -140,8 +140,9 @@ def variants(n: int, k: int, m: int) -> list[tuple[str, str, dict]]:
 
 V7_OPTIONS = {"fold": {"zero_by_sum": 2}, "xsmem1": {"x_smem": 1}, "fold+xsmem1": {"zero_by_sum": 2, "x_smem": 1},
               "fold+xsmem2": {"zero_by_sum": 2, "x_smem": 2}}
-V7_TIMED = {"v6 (x_smem 0)": {"x_smem": 0}, "xsmem2": {"x_smem": 2}, "half-splits": {"splits": 0.5},
-            "2x-splits": {"splits": 2}}  # timed beside the default (x_smem 1); splits: x the planned count
+V7_TIMED = {"v6 (x_smem 0)": {"x_smem": 0}, "v7 (x_smem 1)": {"x_smem": 1}, "xsmem2": {"x_smem": 2},
+            "half-splits": {"splits": 0.5}, "2x-splits": {"splits": 2}}  # timed beside the default (x_smem 3 at
+# M = 1 since v9, else 1); splits: x the planned count
 V7_BATCHES = (1, 2, 4, 8)
 
 
@@ -167,6 +168,11 @@ def check_v7() -> bool:
         (1, 4096, 14336, True, torch.bfloat16, 128, f2x2 | {"splits": 2}),  # 56 blocks a split: not staged
         (8, 14336, 4096, True, torch.float16, 128, f2x2 | {"row_tiles": 2, "block_n": 128}),
         (16, 1000, 4104, True, torch.bfloat16, 128, V7_OPTIONS["fold"] | {"x_smem": 1}),  # block_m 16
+        (1, 14336, 4096, True, torch.bfloat16, 128, {"x_smem": 3}),  # v9: one staged row of x (the M = 1 default)
+        (1, 1000, 1000, False, torch.float16, 128, {"x_smem": 3}),  # ragged N and K, asymmetric
+        (1, 334, 4100, True, torch.bfloat16, 256, {"x_smem": 3, "splits": 5}),
+        (1, 4100, 4104, False, torch.bfloat16, 4104, {"x_smem": 3, "zero_by_sum": 1}),  # per-channel
+        (1, 4096, 14336, True, torch.bfloat16, 128, {"x_smem": 3, "splits": 2}),  # 56 blocks a split: not staged
     ]
     for m, n, k, sym, dtype, group, cfg in cases:
         w = random_int4(n, k, sym, group=group)

@@ -137,15 +137,21 @@ def test_fragment_config_checks_the_v7_staging_options():
 
     def checked(m: int = 1, **over) -> dict:
         cfg = frag.default_fragment_config(m) | over
-        frag.check_fragment_config(cfg, frags, cuda)
+        frag.check_fragment_config(cfg, frags, cuda, m)
         return cfg
 
-    assert checked()["x_smem"] == 1 and checked()["zero_by_sum"] == 0  # staged x, per-weight zero point
+    assert checked()["x_smem"] == 3 and checked()["zero_by_sum"] == 0  # one staged row of x, per-weight zero point
+    assert checked(2)["x_smem"] == 1 and checked(8)["x_smem"] == 1  # every row staged, 8 B-operand columns
+    assert checked(zero_by_sum=2)["x_smem"] == 1  # the one-row staging holds no sum(x)
     assert checked(k_warps=2, block_n=32)["x_smem"] == 0 and checked(9)["x_smem"] == 0
     assert checked(zero_by_sum=2, x_smem=2)["zero_by_sum"] == 2
+    with pytest.raises(ValueError, match="x_smem=3 stages one row of x and no sum.x.: it takes M = 1"):
+        checked(2, x_smem=3)
+    with pytest.raises(ValueError, match="zero_by_sum 0 or 1; got M = 1, zero_by_sum 2"):
+        checked(zero_by_sum=2, x_smem=3)
     with pytest.raises(ValueError, match="zero_by_sum takes"):
         checked(zero_by_sum=3)
-    with pytest.raises(ValueError, match="x_smem 0, 1"):
+    with pytest.raises(ValueError, match="x_smem 0, 1 .swizzled., 2 .lane-major. or 3"):
         checked(x_smem=4)
     with pytest.raises(ValueError, match="k_warps must be 1"):
         checked(k_warps=2, block_n=32, x_smem=1)

@@ -25,7 +25,8 @@ MAX_M = 8  # largest batch the fragment kernel is meant for (at M = 16 mma is 1.
 FRAGMENT_CONFIG = {"block_n": 64, "block_m": 8, "num_warps": 4, "k_warps": 1, "row_tiles": 1, "splits": 0, "pdl": 1,
                    "zero_by_sum": None,  # None: per weight when symmetric (measured faster), else per block
                    "x_smem": None}  # x staged in shared memory once per program (v7): 0 off, 1 swizzled,
-# 2 lane-major; None: 1 when k_warps is 1 (measured faster: v6/v7_log.txt), else 0
+# 2 lane-major, 3 one row (M = 1 only, v9); None: 3 at M = 1 and 1 at M > 1 when k_warps is 1 (each measured faster:
+# v6/v7_log.txt, v9/NOTES.md), else 0
 MAX_STAGED = 16384  # zero_by_sum 2 / x_smem load at most this many x elements (pow2(K-blocks) x 128 x block_m) at
 # once per program to stage them (16 blocks at block_m 8); past it, a launch falls back to the unstaged loop
 
@@ -103,10 +104,10 @@ def fragment_unavailable(device: str | torch.device) -> str | None:
     return gluon_unavailable()
 
 
-def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device) -> None:
-    """ValueError naming what the fragment kernel cannot take in cfg (after default_fragment_config) or w; fills
-    in zero_by_sum (None: per weight when symmetric, else per block; 2: sum(x) staged per program, v7) and x_smem
-    (None: 1 when k_warps is 1)."""
+def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device, m: int) -> None:
+    """ValueError naming what the fragment kernel cannot take in cfg (after default_fragment_config) or w for m
+    rows of x; fills in zero_by_sum (None: per weight when symmetric, else per block; 2: sum(x) staged per program,
+    v7) and x_smem (None: when k_warps is 1, 3 at m = 1 unless zero_by_sum is 2, else 1)."""
     if device.type != "cuda":  # the others are checked on CUDA only: without it the kernel cannot run at all
         raise ValueError("the fragment kernel is Gluon, which Triton's interpreter does not run: it needs CUDA")
     k = w.in_features
@@ -121,11 +122,14 @@ def check_fragment_config(cfg: dict, w: FragmentInt4, device: torch.device) -> N
     if cfg["zero_by_sum"] is None:
         cfg["zero_by_sum"] = 0 if w.symmetric else 1
     if cfg["x_smem"] is None:
-        cfg["x_smem"] = 1 if k_warps == 1 else 0
-    if cfg["zero_by_sum"] not in (0, 1, 2) or cfg["x_smem"] not in (0, 1, 2):
+        cfg["x_smem"] = 0 if k_warps != 1 else 3 if m == 1 and cfg["zero_by_sum"] != 2 else 1
+    if cfg["zero_by_sum"] not in (0, 1, 2) or cfg["x_smem"] not in (0, 1, 2, 3):
         raise ValueError(f"zero_by_sum takes None, 0 (per weight), 1 (sum(x) by mma per block) or 2 (sum(x) staged "
-                         f"once per program); x_smem 0, 1 (swizzled) or 2 (lane-major); got {cfg['zero_by_sum']!r}, "
-                         f"{cfg['x_smem']!r}")
+                         f"once per program); x_smem 0, 1 (swizzled), 2 (lane-major) or 3 (one row, M = 1); got "
+                         f"{cfg['zero_by_sum']!r}, {cfg['x_smem']!r}")
+    if cfg["x_smem"] == 3 and (m != 1 or cfg["zero_by_sum"] == 2):
+        raise ValueError(f"x_smem=3 stages one row of x and no sum(x): it takes M = 1 and zero_by_sum 0 or 1; got "
+                         f"M = {m}, zero_by_sum {cfg['zero_by_sum']}")
     if cfg["x_smem"] == 2 and cfg["block_m"] != 8:
         raise ValueError(f"x_smem=2 (lane-major x in shared memory) is laid out for block_m 8, got {cfg['block_m']}")
     if (cfg["zero_by_sum"] == 2 or cfg["x_smem"]) and k_warps != 1:

@@ -116,7 +116,8 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
     (symmetric only: one packed fma per two weights). The next K-step's containers are loaded one step ahead.
     ZERO_FOLD / X_SMEM (K_WARPS 1; v7): sum(x) per K-block (ZERO_FOLD: dx without the ones mma) and x itself (X_SMEM:
     the B operand read from shared memory instead of 16 global loads per block) are staged once per program for its
-    SPLIT_BLOCKS (>= blocks_per_split) blocks, behind one barrier."""
+    SPLIT_BLOCKS (>= blocks_per_split) blocks, behind one barrier. X_SMEM 3 (M = 1; v9): only the one row of x is
+    staged (stage_x_row), an eighth of X_SMEM 1's shared-memory traffic, and broadcast to the B operand's columns."""
     if PDL:
         gdc_launch_dependents()
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[K_WARPS, gl.num_warps() // K_WARPS,
@@ -145,7 +146,10 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
     h2 = h
     if ROW_TILES == 2:
         h2 = gl.load(f_ptrs + next_tile, mask=first + slot_a < last, other=0)
-    if ZERO_FOLD or X_SMEM:
+    if X_SMEM == 3:
+        x_smem = stage_x_row(x_ptr, K, first, last, SPLIT_BLOCKS)
+        x_cols = gl.zeros([K_WARPS, 32, BLOCK_M], dtype, b_layout)  # the shape x's planes are broadcast to
+    elif ZERO_FOLD or X_SMEM:
         x_smem, xs_smem = stage_x(x_ptr, pid_m, M, K, stride_xm, first, last, ZERO_FOLD, X_SMEM, SPLIT_BLOCKS,
                                   BLOCK_M, X_LAYOUT, X_LAYOUT_ALL)
     for b in range(first, last, K_WARPS):
@@ -156,7 +160,13 @@ def int4_fragment_kernel(x_ptr, f_ptr, s_ptr, z_ptr, dst_ptr, M, N, K, blocks, b
             upcoming2 = gl.load(f_ptrs + next_tile + (ahead - first) * 512, mask=ahead + slot_a < last, other=0)
         xb = x_ptrs + (b - first) * 128
         live_b = b + slot_b < last  # the warp slot's block is in this split
-        if X_SMEM:
+        if X_SMEM == 3:  # one row of x, each plane broadcast across the B operand's columns
+            xblk = x_smem.index(b - first)
+            x0 = gl.broadcast(xblk.slice(0, 1, 0).load(b_layout), x_cols)[0]
+            x1 = gl.broadcast(xblk.slice(1, 1, 0).load(b_layout), x_cols)[0]
+            x2 = gl.broadcast(xblk.slice(2, 1, 0).load(b_layout), x_cols)[0]
+            x3 = gl.broadcast(xblk.slice(3, 1, 0).load(b_layout), x_cols)[0]
+        elif X_SMEM:
             xblk = x_smem.index(b - first)
             x0 = xblk.slice(0, 1, 0).load(b_layout)
             x1 = xblk.slice(1, 1, 0).load(b_layout)
@@ -249,6 +259,22 @@ def stage_x(x_ptr, pid_m, M, K, stride_xm, first, last, ZERO_FOLD: gl.constexpr,
 
 
 @gluon.jit
+def stage_x_row(x_ptr, K, first, last, SPLIT_BLOCKS: gl.constexpr):
+    """x_smem 3 (M = 1, v9): x's K-blocks first .. last - 1 of the one row into shared memory, 2 bytes an element
+    (x_smem 1 holds each element 8 times, once per B-operand column), zero past K; returned as [SPLIT_BLOCKS, 4, 32,
+    1] (block, plane, k, column), which the loop broadcasts to the B operand's columns. One barrier at the end."""
+    row: gl.constexpr = gl.BlockedLayout([8], [32], [gl.num_warps()], [0])
+    k = first * 128 + gl.arange(0, SPLIT_BLOCKS * 128, layout=row)
+    x = gl.load(x_ptr + k, mask=(k < last * 128) & (k < K), other=0.0)
+    flat = gl.allocate_shared_memory(x_ptr.dtype.element_ty, [SPLIT_BLOCKS * 128], gl.SwizzledSharedLayout(
+        1, 1, 1, [0]))
+    flat.store(x)
+    gl.thread_barrier()
+    return flat._reinterpret(x_ptr.dtype.element_ty, [SPLIT_BLOCKS, 4, 32, 1], gl.SwizzledSharedLayout(
+        1, 1, 1, [2, 1, 0]))
+
+
+@gluon.jit
 def fragment_store(acc, dst_ptr, row0, pid_m, split, M, N, stride_dm, stride_ds, BLOCK_N: gl.constexpr,
                    BLOCK_M: gl.constexpr, mma: gl.constexpr):
     """Sum the warp slots' partials (one cross-warp reduction) and store y^T [BLOCK_N, BLOCK_M] to dst[split]."""
@@ -267,9 +293,9 @@ def launch_fragment(x: Tensor, w: FragmentInt4, dst: Tensor, zero: Tensor, plan:
     (zero_by_sum 2, x_smem) takes splits of up to MAX_STAGED x elements; longer ones fall back to zero_by_sum 0
     (symmetric) or 1 and x from global memory."""
     split_blocks = 1 << max(0, int(plan["per_split"]) - 1).bit_length()
-    staged = split_blocks * BLOCK_K * cfg["block_m"] <= MAX_STAGED
+    staged = split_blocks * BLOCK_K * (1 if cfg["x_smem"] == 3 else cfg["block_m"]) <= MAX_STAGED
     fold, x_smem = cfg["zero_by_sum"] == 2 and staged, int(cfg["x_smem"]) if staged else 0
-    layouts = x_smem_layouts(x_smem, split_blocks) if fold or x_smem else (None, None)
+    layouts = x_smem_layouts(x_smem, split_blocks) if (fold or x_smem) and x_smem != 3 else (None, None)
     if cfg["zero_by_sum"] == 2 and not fold:
         cfg = cfg | {"zero_by_sum": 0 if w.symmetric else 1}
     int4_fragment_kernel[(plan["n_tiles"], plan["splits"], plan["m_tiles"])](

@@ -92,7 +92,7 @@ def _check_inputs(x: Tensor, w: PackedInt4 | FragmentInt4, kernel: str, config: 
     if int(cfg["splits"]) < 0:
         raise ValueError(f"splits must be >= 0 (0: plan_splits), got {cfg['splits']!r}")
     if kernel == "fragment":
-        check_fragment_config(cfg, w, x.device)
+        check_fragment_config(cfg, w, x.device, math.prod(x.shape[:-1]))
     return cfg
 
 
