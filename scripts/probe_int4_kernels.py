@@ -240,9 +240,9 @@ def block_dot(acc, h, xp, s_ptrs, mask_a, mask_b, mask_s, b_layout: gl.constexpr
 
 @gluon.jit
 def short_kernel(x_ptr, f_ptr, s_ptr, dst_ptr, M, N, blocks, stride_xm, stride_ft, stride_sg, stride_dm, stride_ds,
-                 BPW: gl.constexpr, BLOCK_M: gl.constexpr, X_EARLY: gl.constexpr, PDL: gl.constexpr = False):
+                 BPW: gl.constexpr, BLOCK_M: gl.constexpr, PDL: gl.constexpr = False):
     """Grid (N / 16, splits, M / BLOCK_M); num_warps warps along K, warp w of split s takes the BPW blocks from
-    (s W + w) BPW. Containers (and x, scales when X_EARLY) all requested up front; one cross-warp sum at the end."""
+    (s W + w) BPW. Containers, x and scales all requested up front; one cross-warp sum at the end."""
     if PDL:
         gdc_launch_dependents()
     W: gl.constexpr = gl.num_warps()
@@ -301,14 +301,14 @@ def short_kernel(x_ptr, f_ptr, s_ptr, dst_ptr, M, N, blocks, stride_xm, stride_f
              y.to(dst_ptr.dtype.element_ty), mask=mask)
 
 
-def launch_short(x, frags, scale, dst, n, k, warps=8, bpw=2, x_early=True, pdl=False):
+def launch_short(x, frags, scale, dst, n, k, warps=8, bpw=2, pdl=False):
     """dst [splits, M, N] (float32; or y itself, [M, N], when one split). Returns splits."""
     blocks = k // 128
     splits = -(-blocks // (warps * bpw))
     m = x.shape[0]
     short_kernel[(n // 16, splits, -(-m // 8))](x, frags, scale, dst, m, n, blocks, x.stride(0), frags.stride(0),
                                                scale.stride(0), dst.stride(-2), dst.stride(0) if dst.dim() == 3 else 0,
-                                               BPW=bpw, BLOCK_M=8, X_EARLY=x_early, PDL=pdl, num_warps=warps)
+                                               BPW=bpw, BLOCK_M=8, PDL=pdl, num_warps=warps)
     return splits
 
 
