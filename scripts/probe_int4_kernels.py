@@ -26,6 +26,7 @@ from reference_impls.kernels.quant.triton_int4_fragment_kernel import (
     fragment_planes,
     fragment_store,
     stage_x,
+    stage_x_row,
     x_smem_layouts,
 )
 
@@ -78,16 +79,8 @@ def probe_kernel(x_ptr, f_ptr, s_ptr, dst_ptr, N, K, blocks, blocks_per_split, s
         line = gl.arange(0, SPLIT_BLOCKS * 2, layout=pl)
         gl.inline_asm_elementwise("prefetch.global.L1 [$1]; mov.u32 $0, 0;", "=r,l",
                                   [x_ptr + first * 128 + line * 64], dtype=gl.int32, is_pure=False, pack=1)
-    if X_MODE == 4:  # compact: the split's x once (2 bytes an element), B operand broadcast over columns
-        lin: gl.constexpr = gl.BlockedLayout([8], [32], [gl.num_warps()], [0])
-        kk = first * 128 + gl.arange(0, SPLIT_BLOCKS * 128, layout=lin)
-        xs = gl.load(x_ptr + kk, mask=kk < last * 128, other=0.0)
-        x_flat = gl.allocate_shared_memory(x_ptr.dtype.element_ty, [SPLIT_BLOCKS * 128],
-                                           gl.SwizzledSharedLayout(1, 1, 1, [0]))
-        x_flat.store(xs)
-        gl.thread_barrier()
-        x_c = x_flat._reinterpret(x_ptr.dtype.element_ty, [SPLIT_BLOCKS, 4, 32, 1],
-                                  gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0]))
+    if X_MODE == 4:  # one row of x staged (v9's x_smem 3), broadcast over the B operand's columns
+        x_c = stage_x_row(x_ptr, K, first, last, SPLIT_BLOCKS)
         zb = gl.zeros([1, 32, BLOCK_M], x_ptr.dtype.element_ty, b_layout)
     if PROBE != 3 and not X_MODE:
         x_smem, xs_smem = stage_x(x_ptr, 0, 1, K, K, first, last, False, True, SPLIT_BLOCKS, BLOCK_M, X_LAYOUT,

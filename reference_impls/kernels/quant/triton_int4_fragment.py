@@ -27,8 +27,9 @@ FRAGMENT_CONFIG = {"block_n": 64, "block_m": 8, "num_warps": 4, "k_warps": 1, "r
                    "x_smem": None}  # x staged in shared memory once per program (v7): 0 off, 1 swizzled,
 # 2 lane-major, 3 one row (M = 1 only, v9); None: 3 at M = 1 and 1 at M > 1 when k_warps is 1 (each measured faster:
 # v6/v7_log.txt, v9/NOTES.md), else 0
-MAX_STAGED = 16384  # zero_by_sum 2 / x_smem load at most this many x elements (pow2(K-blocks) x 128 x block_m) at
-# once per program to stage them (16 blocks at block_m 8); past it, a launch falls back to the unstaged loop
+MAX_STAGED = 16384  # zero_by_sum 2 / x_smem load at most this many x elements (pow2(K-blocks) x 128 x block_m; x 1
+# for x_smem 3's one row) at once per program to stage them (16 blocks at block_m 8, 128 for x_smem 3); past it, a
+# launch falls back to the unstaged loop
 
 
 @dataclass(frozen=True)
